@@ -1,0 +1,9 @@
+"""openmtcnn: MTCNN face detection and alignment (Zhang et al. 2016).
+
+Detection runs on NumPy, OpenCV and ONNX Runtime; PyTorch is needed only to train.
+"""
+from openmtcnn.detect import KEYPOINTS, MTCNN, Detections, align
+from openmtcnn.weights import available_weights
+
+__version__ = "0.1.0"
+__all__ = ["KEYPOINTS", "MTCNN", "Detections", "align", "available_weights", "__version__"]

@@ -1,0 +1,176 @@
+"""The ``openmtcnn`` command: detect, eval, convert."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed as a message, exit code 2."""
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-face", type=float, default=20, help="smallest face to find, in pixels (default 20)")
+    p.add_argument("--scale-factor", type=float, default=0.709, help="image pyramid factor (default 0.709)")
+    p.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
+                   help="P-Net, R-Net, O-Net face probability thresholds (default 0.6 0.7 0.7)")
+    p.add_argument("--weights", default="published", help="weight set name or folder (default: published)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the nets (default: all)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where the nets run")
+
+
+def make_detector(args: argparse.Namespace):
+    from openmtcnn import MTCNN
+
+    return MTCNN(min_face_size=args.min_face, scale_factor=args.scale_factor, thresholds=args.thresholds,
+                 weights=args.weights, threads=args.threads, device=args.device)
+
+
+WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def collect(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, output name under --out) for each input; folders are searched recursively.
+
+    Output names keep a folder's structure below its own name, are always inside --out,
+    and never collide (a clash gets a numbered suffix).
+    """
+    found, used = [], set()
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            root = p.resolve()
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+            pairs = [(f, Path(root.name or "root") / f.resolve().relative_to(root)) for f in files]
+        else:
+            pairs = [(p, Path(p.name))]
+        for f, rel in pairs:
+            suffix = f.suffix.lower()
+            rel = rel.with_suffix(".mp4" if suffix in VIDEO_EXTS else suffix if suffix in WRITABLE_EXTS else ".png")
+            candidate, n = rel, 1
+            while candidate in used:
+                candidate = rel.with_name(f"{rel.stem}_{n}{rel.suffix}")
+                n += 1
+            used.add(candidate)
+            found.append((f, candidate))
+    return found
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from openmtcnn.cli.video import detect_video
+    from openmtcnn.cli.draw import annotate, write_image
+    from openmtcnn.detect.cascade import to_dicts
+    from openmtcnn.detect.image import to_rgb
+    from openmtcnn.progress import progress
+
+    detector = make_detector(args)
+    inputs = collect(args.paths)
+    if not inputs:
+        raise UsageError("no images or videos found in the given paths")
+    out = Path(args.out) if args.out else None
+    results, failures = {}, 0
+    for path, rel in progress(inputs, desc="detect", enable=len(inputs) > 1 and not args.quiet):
+        try:
+            if path.suffix.lower() in VIDEO_EXTS:
+                results[str(path)] = detect_video(detector, path, out / rel if out else None,
+                                                  show_progress=not args.quiet)
+                if not args.quiet:
+                    print(f"{path}: {len(results[str(path)])} frames")
+                continue
+            image = to_rgb(path)
+            d = detector.detect(image)
+            faces = to_dicts(d)
+            results[str(path)] = faces
+            if out is not None:
+                write_image(out / rel, annotate(image, d))
+            if not args.quiet:
+                print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+                for f in faces:
+                    print(f"  box {f['box']}  confidence {f['confidence']:.3f}  " +
+                          "  ".join(f"{k} {v}" for k, v in f["keypoints"].items()))
+        except (OSError, ValueError, TypeError) as e:
+            failures += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    if out is not None and not args.quiet:
+        print(f"annotated output in {out}/")
+    if failures:
+        print(f"{failures} of {len(inputs)} inputs failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_eval_widerface(args: argparse.Namespace) -> int:
+    from openmtcnn.evaluate.report import save_widerface
+    from openmtcnn.evaluate.widerface import run_widerface
+
+    for name in ("images", "gt"):
+        if not Path(getattr(args, name)).is_dir():
+            raise UsageError(f"--{name} folder not found: {getattr(args, name)}")
+    results = run_widerface(make_detector(args), args.images, args.gt, args.out)
+    settings = {"min_face": args.min_face, "scale_factor": args.scale_factor,
+                "thresholds": list(args.thresholds), "weights": args.weights}
+    print(save_widerface(results, settings, args.out))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from openmtcnn.export.convert import convert_published
+
+    if not Path(args.src).is_dir():
+        raise UsageError(f"source folder not found: {args.src}")
+    print(f"wrote {convert_published(args.src, args.out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openmtcnn", description="MTCNN face detection and alignment")
+    from openmtcnn import __version__
+    parser.add_argument("--version", action="version", version=f"openmtcnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("detect", help="detect faces in images, folders and videos")
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or video files")
+    p.add_argument("--out", help="folder for annotated images / videos")
+    p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+    add_detector_args(p)
+    p.set_defaults(func=cmd_detect)
+
+    ev = sub.add_parser("eval", help="evaluate on a benchmark").add_subparsers(dest="dataset", required=True)
+    p = ev.add_parser("widerface", help="WIDER FACE val AP (easy/medium/hard), official protocol")
+    p.add_argument("--images", required=True, help="WIDER_val/images folder")
+    p.add_argument("--gt", required=True, help="eval_tools/ground_truth folder (the .mat files)")
+    p.add_argument("--out", default="runs/widerface", help="folder for predictions, JSON and plots")
+    add_detector_args(p)
+    p.set_defaults(func=cmd_eval_widerface)
+
+    p = sub.add_parser("convert", help="convert the authors' published weights (npy) to a weight set")
+    p.add_argument("src", help="folder with det1.npy, det2.npy, det3.npy (or an npy/ subfolder)")
+    p.add_argument("--out", default="openmtcnn/weights/published", help="weight set folder to write")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"openmtcnn: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError, ImportError, RuntimeError) as e:
+        print(f"openmtcnn: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Evaluation results as JSON and PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openmtcnn.fileio import atomic_write_bytes
+
+
+def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
+    """Precision-recall curves, one per entry (needs matplotlib; skipped without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], lw=2, label=f"{name}  AP {c['ap']:.3f}")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_widerface(results: dict, settings: dict, out_dir: str | Path) -> str:
+    """Write results.json and pr_curve.png; return a one-line summary."""
+    out = Path(out_dir)
+    summary = {s: round(results[s]["ap"], 4) for s in ("easy", "medium", "hard")}
+    payload = {"ap": summary, "images": results["images"], "settings": settings,
+               "curves": {s: {k: results[s][k] for k in ("precision", "recall", "faces")}
+                          for s in ("easy", "medium", "hard")}}
+    atomic_write_bytes(out / "results.json", (json.dumps(payload, indent=1) + "\n").encode())
+    plot_pr({s: results[s] for s in ("easy", "medium", "hard")}, out / "pr_curve.png",
+            f"WIDER FACE val ({results['images']} images)")
+    return (f"AP easy {summary['easy']:.4f}  medium {summary['medium']:.4f}  hard {summary['hard']:.4f}"
+            f"  ({results['images']} images) -> {out}/results.json, {out}/pr_curve.png")

@@ -1,0 +1,100 @@
+"""P-Net, R-Net and O-Net as published (Zhang et al. 2016), in PyTorch.
+
+Every net takes float RGB images in [0, 255], NCHW, and normalises them itself,
+so training, export and detection share one input convention. Each returns
+``(cls_logits, box_offsets)`` plus ``landmarks`` when built with a landmark head.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MEAN, SCALE = 127.5, 0.0078125
+
+
+def conv_prelu(cin: int, cout: int, k: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k), nn.PReLU(cout)]
+
+
+class Heads(nn.Module):
+    """The three MTCNN outputs on a shared feature: face logits, box offsets, landmarks."""
+
+    def __init__(self, cin: int, landmarks: bool, conv: bool):
+        super().__init__()
+        make = (lambda c: nn.Conv2d(cin, c, 1)) if conv else (lambda c: nn.Linear(cin, c))
+        self.cls = make(2)
+        self.box = make(4)
+        self.landmarks = make(10) if landmarks else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = (self.cls(x), self.box(x))
+        return out + (self.landmarks(x),) if self.landmarks is not None else out
+
+
+class PNet(nn.Module):
+    """Proposal net: fully convolutional, 12x12 receptive field, stride 2."""
+
+    input_size = 12
+
+    def __init__(self, channels: tuple[int, int, int] = (10, 16, 32), landmarks: bool = False):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.body = nn.Sequential(
+            *conv_prelu(3, c1, 3), nn.MaxPool2d(2, 2, ceil_mode=True),
+            *conv_prelu(c1, c2, 3), *conv_prelu(c2, c3, 3))
+        self.heads = Heads(c3, landmarks, conv=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.heads(self.body((x - MEAN) * SCALE))
+
+
+class RNet(nn.Module):
+    """Refinement net on 24x24 crops."""
+
+    input_size = 24
+
+    def __init__(self, channels: tuple[int, int, int, int] = (28, 48, 64, 128), landmarks: bool = False):
+        super().__init__()
+        c1, c2, c3, c4 = channels
+        self.body = nn.Sequential(
+            *conv_prelu(3, c1, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_prelu(c1, c2, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_prelu(c2, c3, 2), nn.Flatten(),
+            nn.Linear(c3 * 3 * 3, c4), nn.PReLU(c4))
+        self.heads = Heads(c4, landmarks, conv=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.heads(self.body((x - MEAN) * SCALE))
+
+
+class ONet(nn.Module):
+    """Output net on 48x48 crops; the published one also predicts five landmarks."""
+
+    input_size = 48
+
+    def __init__(self, channels: tuple[int, int, int, int, int] = (32, 64, 64, 128, 256),
+                 landmarks: bool = True):
+        super().__init__()
+        c1, c2, c3, c4, c5 = channels
+        self.body = nn.Sequential(
+            *conv_prelu(3, c1, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_prelu(c1, c2, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_prelu(c2, c3, 3), nn.MaxPool2d(2, 2, ceil_mode=True),
+            *conv_prelu(c3, c4, 2), nn.Flatten(),
+            nn.Linear(c4 * 3 * 3, c5), nn.PReLU(c5))
+        self.heads = Heads(c5, landmarks, conv=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.heads(self.body((x - MEAN) * SCALE))
+
+
+class Inference(nn.Module):
+    """A net as the cascade runs it: face probability instead of logits."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, *rest = self.net(image)
+        return (torch.softmax(logits, dim=1)[:, 1], *rest)

@@ -1,0 +1,18 @@
+"""Progress bars: tqdm when installed, otherwise a plain pass-through (detection needs no tqdm)."""
+from __future__ import annotations
+
+import sys
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], desc: str = "", total: int | None = None, enable: bool = True) -> Iterator[T]:
+    """Wrap a long loop in a progress bar on stderr (only when it is a terminal or tqdm is present)."""
+    if not enable:
+        return iter(items)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iter(items)
+    return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True, leave=False))

@@ -1,0 +1,193 @@
+"""The torch nets of the registry, and their agreement with the shipped ONNX files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openmtcnn.models import INPUT_SIZES, STAGES, create_model, list_models, model_spec
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+
+def pnet_map_size(n: int) -> int:
+    """Output map side of a P-Net on an n-pixel side: conv3, maxpool2 (ceil), conv3, conv3."""
+    return -(-(n - 2) // 2) - 4
+
+
+def random_images(shape, seed=0) -> np.ndarray:
+    """uint8-valued float32 NCHW images, as the cascade feeds the nets."""
+    return np.random.default_rng(seed).integers(0, 256, shape).astype(np.float32)
+
+
+def has_landmark_head(model) -> bool:
+    return getattr(model.heads, "landmarks", None) is not None
+
+
+# ---- the registry ------------------------------------------------------------------------------
+
+def test_registry_lists_the_published_variants():
+    names = list_models()
+    assert {"pnet", "rnet", "onet"} <= set(names)
+    assert names == sorted(names)
+    for stage in STAGES:
+        staged = list_models(stage)
+        assert staged and all(model_spec(n).stage == stage for n in staged)
+    assert sorted(sum((list_models(s) for s in STAGES), [])) == names
+
+
+def test_unknown_model_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown model"):
+        model_spec("no-such-net")
+    with pytest.raises(ValueError):
+        create_model("no-such-net")
+
+
+def test_published_heads():
+    assert not has_landmark_head(create_model("pnet"))
+    assert not has_landmark_head(create_model("rnet"))
+    assert has_landmark_head(create_model("onet"))
+
+
+# ---- every registered variant (the timm habit) -------------------------------------------------
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    spec = model_spec(name)
+    assert model.spec is spec
+    size = spec.input_size
+    assert size == INPUT_SIZES[spec.stage]
+    n = 3
+    expected_channels = [2, 4] + ([10] if has_landmark_head(model) else [])
+
+    shapes = [(size, size)]
+    if spec.stage == "pnet":  # fully convolutional: also a larger, odd-sized image
+        shapes.append((37, 53))
+    for h, w in shapes:
+        x = torch.from_numpy(random_images((n, 3, h, w), seed=h * w))
+        with torch.no_grad():
+            out = model(x)
+        assert isinstance(out, tuple) and len(out) == len(expected_channels)
+        for t, c in zip(out, expected_channels):
+            if spec.stage == "pnet":
+                assert tuple(t.shape) == (n, c, pnet_map_size(h), pnet_map_size(w))
+            else:
+                assert tuple(t.shape) == (n, c)
+            assert torch.isfinite(t).all()
+    if spec.stage == "pnet":
+        assert pnet_map_size(12) == 1 and (pnet_map_size(37), pnet_map_size(53)) == (14, 22)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).stage != "pnet"])
+def test_model_rejects_wrong_input_size(name):
+    """R-Net and O-Net have a fully connected layer: another crop size cannot pass."""
+    spec = model_spec(name)
+    model = create_model(name).eval()
+    with pytest.raises(RuntimeError), torch.no_grad():
+        model(torch.zeros(1, 3, spec.input_size + 8, spec.input_size + 8))
+
+
+# ---- published weights: torch and ONNX give the same numbers -----------------------------------
+
+@pytest.fixture(scope="module")
+def torch_nets():
+    from openmtcnn.runtime.torch import TorchNets
+
+    return TorchNets("published", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def onnx_nets():
+    from openmtcnn.runtime.onnx import OnnxNets
+
+    return OnnxNets("published")
+
+
+STAGE_INPUTS = {
+    "pnet": [(1, 3, 12, 12), (2, 3, 37, 53)],
+    "rnet": [(1, 3, 24, 24), (7, 3, 24, 24)],
+    "onet": [(1, 3, 48, 48), (5, 3, 48, 48)],
+}
+STAGE_OUTPUTS = {"pnet": 2, "rnet": 2, "onet": 3}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_torch_and_onnx_agree(stage, torch_nets, onnx_nets):
+    for i, shape in enumerate(STAGE_INPUTS[stage]):
+        x = random_images(shape, seed=i + 10)
+        a, b = torch_nets(stage, x), onnx_nets(stage, x)
+        assert len(a) == len(b) == STAGE_OUTPUTS[stage]
+        for ta, ob in zip(a, b):
+            assert ta.shape == ob.shape
+            assert np.isfinite(ob).all()
+            np.testing.assert_allclose(ta, ob, atol=1e-4, rtol=0)
+        prob = b[0]
+        n = shape[0]
+        if stage == "pnet":
+            assert prob.shape == (n, pnet_map_size(shape[2]), pnet_map_size(shape[3]))
+            assert b[1].shape == (n, 4) + prob.shape[1:]
+        else:
+            assert prob.shape == (n,)
+            assert b[1].shape == (n, 4)
+        if stage == "onet":
+            assert b[2].shape == (n, 10)
+        assert ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_onnx_batch_rows_are_independent(onnx_nets):
+    """A crop's outputs do not depend on what else is in the batch."""
+    x = random_images((6, 3, 48, 48), seed=3)
+    whole = onnx_nets("onet", x)
+    for i in (0, 5):
+        single = onnx_nets("onet", x[i:i + 1])
+        for w, s in zip(whole, single):
+            np.testing.assert_allclose(w[i:i + 1], s, atol=1e-5)
+
+
+# ---- re-export -----------------------------------------------------------------------------------
+
+def _session(data: bytes):
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_reexport_published_net(stage, torch_nets):
+    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.runtime.torch import load_net
+
+    data = to_onnx_bytes(load_net("published", stage).net)
+    sess = _session(data)
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    names = [o.name for o in sess.get_outputs()]
+    assert names == ["prob", "box", "landmarks"][:STAGE_OUTPUTS[stage]]
+    size = INPUT_SIZES[stage]
+    # batch 3 although the export traced batch 1; P-Net also at another image size
+    shapes = [(3, 3, size, size)] + ([(3, 3, 30, 41)] if stage == "pnet" else [])
+    for shape in shapes:
+        x = random_images(shape, seed=shape[2])
+        got = sess.run(None, {"image": x})
+        want = torch_nets(stage, x)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.shape[0] == 3
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reexport_any_variant(name):
+    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.models.nets import Inference
+
+    torch.manual_seed(1)
+    model = create_model(name).eval()
+    sess = _session(to_onnx_bytes(model))
+    size = model_spec(name).input_size
+    x = random_images((4, 3, size, size), seed=5)
+    with torch.no_grad():
+        want = [t.numpy() for t in Inference(model)(torch.from_numpy(x))]
+    got = sess.run(None, {"image": x})
+    assert len(got) == len(want) == 2 + has_landmark_head(model)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
