@@ -27,6 +27,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from openmtcnn.evaluate.speed import summarise, time_calls
+
 YUNET_FILE = "peers/yunet/face_detection_yunet_2023mar.onnx"
 VAL_IMAGES = "widerface/WIDER_val/images"
 VAL_GT = "widerface/wider_face_split/wider_face_val_bbx_gt.txt"
@@ -324,22 +326,8 @@ def matched(det: Boxes, gt: Boxes, thr: float = MATCH_IOU) -> int:
 
 
 def time_runner(run: Runner, warmup: int, repeats: int) -> tuple[list[float], Boxes]:
-    """Warm-up calls, then one perf_counter sample (ms) per call."""
-    boxes = np.zeros((0, 4))
-    for _ in range(warmup):
-        boxes = run()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        boxes = run()
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return samples, boxes
-
-
-def summarise(samples: list[float]) -> dict:
-    a = np.asarray(samples)
-    return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
-            "min_ms": round(float(a.min()), 3), "mean_ms": round(float(a.mean()), 3)}
+    """Per-call milliseconds (openmtcnn's own timing loop), and the boxes of one more call."""
+    return time_calls(run, warmup, repeats), run()
 
 
 def build_runner(case: Case, frame: Frame, args: argparse.Namespace) -> Runner:

@@ -93,16 +93,17 @@ def test_model_rejects_wrong_input_size(name):
 
 @pytest.fixture(scope="module")
 def torch_nets():
-    from openmtcnn.runtime.torch import TorchNets
+    from openmtcnn.runtime import make_nets
 
-    return TorchNets("published", device="cpu")
+    return make_nets("published", backend="torch", device="cpu")
 
 
-@pytest.fixture(scope="module")
-def onnx_nets():
-    from openmtcnn.runtime.onnx import OnnxNets
+@pytest.fixture(scope="module", params=["onnx", "opencv"])
+def onnx_nets(request):
+    """The ONNX files as ONNX Runtime and as OpenCV DNN run them."""
+    from openmtcnn.runtime import make_nets
 
-    return OnnxNets("published")
+    return make_nets("published", backend=request.param)
 
 
 STAGE_INPUTS = {

@@ -14,13 +14,14 @@ class UsageError(Exception):
     """A problem with what the user asked for: printed as a message, exit code 2."""
 
 
-def add_detector_args(p: argparse.ArgumentParser) -> None:
+def add_detector_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
     p.add_argument("--min-face", type=float, default=20, help="smallest face to find, in pixels (default 20)")
     p.add_argument("--scale-factor", type=float, default=0.709, help="image pyramid factor (default 0.709)")
     p.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
                    help="P-Net, R-Net, O-Net face probability thresholds (default 0.6 0.7 0.7)")
     p.add_argument("--weights", default="published", help="weight set name or folder (default: published)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the nets (default: all)")
+    if threads:
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for the nets (default: all)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where the nets run")
 
 
@@ -129,6 +130,39 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import cv2
+
+    from openmtcnn.detect.image import to_rgb
+    from openmtcnn.evaluate.speed import bench_mtcnn, bench_yunet, fit_frame, format_table
+    from openmtcnn.fileio import atomic_write_bytes
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size must look like 640x480, got {args.size!r}") from None
+    frame = fit_frame(to_rgb(args.image), width, height)
+    rows = []
+    for threads in args.threads:
+        cv2.setNumThreads(threads)
+        detector = make_detector(argparse.Namespace(**{**vars(args), "threads": threads}))
+        row = {"name": f"openmtcnn t{threads}", "threads": threads,
+               **bench_mtcnn(detector, frame, args.warmup, args.repeats)}
+        if args.yunet:
+            y = bench_yunet(args.yunet, frame, args.warmup, args.repeats)
+            row["ratio_to_yunet"] = round(row["median_ms"] / y["median_ms"], 2)
+            rows.append(row)
+            row = {"name": f"yunet t{threads}", "threads": threads, **y}
+        rows.append(row)
+    print(f"{args.image} at {width}x{height}, min face {args.min_face}, {args.repeats} runs each")
+    print(format_table(rows))
+    if args.json:
+        report = {"image": str(args.image), "size": [width, height], "min_face": args.min_face,
+                  "thresholds": list(args.thresholds), "repeats": args.repeats, "results": rows}
+        atomic_write_bytes(args.json, (json.dumps(report, indent=1) + "\n").encode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmtcnn", description="MTCNN face detection and alignment")
     from openmtcnn import __version__
@@ -150,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/widerface", help="folder for predictions, JSON and plots")
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_widerface)
+
+    p = sub.add_parser("bench", help="latency, end to end and per stage (optionally next to YuNet)")
+    p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"),
+                   help="photo to time on (default: the bundled sample)")
+    p.add_argument("--size", default="640x480", help="frame size WxH the photo is fitted to (default 640x480)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--yunet", help="YuNet .onnx to time on the same frame as a yardstick")
+    p.add_argument("--json", help="write the results to this JSON file")
+    add_detector_args(p, threads=False)
+    p.set_defaults(func=cmd_bench)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time (default 1 2)")
 
     p = sub.add_parser("convert", help="convert the authors' published weights (npy) to a weight set")
     p.add_argument("src", help="folder with det1.npy, det2.npy, det3.npy (or an npy/ subfolder)")

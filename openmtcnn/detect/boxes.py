@@ -25,15 +25,39 @@ def iou(box: np.ndarray, boxes: np.ndarray, mode: str = "union") -> np.ndarray:
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection over union, shape (len(a), len(b))."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+    return overlap_matrix(a, b)
+
+
+def overlap_matrix(a: np.ndarray, b: np.ndarray, mode: str = "union") -> np.ndarray:
+    """Pairwise overlap, intersection over union or over the smaller area ("min")."""
+    # One coordinate at a time: NumPy is slow on a trailing broadcast axis of length 2.
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = a[:, :4].T[:, :, None], b[:, :4].T[:, None, :]
+    w = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    h = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    inter = np.maximum(w, 0) * np.maximum(h, 0)
+    aa, ab = area(a)[:, None], area(b)[None, :]
+    denom = np.minimum(aa, ab) if mode == "min" else aa + ab - inter
+    return inter / np.maximum(denom, 1e-12)
+
+
+MATRIX_NMS_MAX = 2048  # below this many boxes, one overlap matrix beats a box-by-box loop
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
     """Greedy non-maximum suppression; indices of the kept boxes, best first."""
     order = np.argsort(-scores, kind="stable")
+    if len(order) <= MATRIX_NMS_MAX:
+        # In score order, a box is kept iff no kept box before it overlaps it. Iterating that rule
+        # from "all kept" settles on its unique solution (the greedy result) after as many rounds
+        # as the longest chain of suppressions, each round one vectorised step.
+        b = boxes[order, :4]
+        suppresses = np.triu(overlap_matrix(b, b, mode) > threshold, 1)
+        keep = np.ones(len(order), bool)
+        while True:
+            new = ~suppresses[keep].any(axis=0)
+            if np.array_equal(new, keep):
+                return order[keep]
+            keep = new
     keep = []
     while order.size:
         i = order[0]
@@ -71,56 +95,82 @@ def clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(boxes, 0, [width, height, width, height]).astype(boxes.dtype)
 
 
-def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Crops of ``boxes`` resized to size x size, zero outside the image; (N, size, size, 3) float32.
+def integral_image(image: np.ndarray) -> np.ndarray:
+    """Summed-area table (H+1, W+1, C) as float64; computed in int32 (16x faster) when it cannot overflow."""
+    if image.dtype == np.uint8 and 255 * image.shape[0] * image.shape[1] < 2**31:
+        return cv2.integral(image, sdepth=cv2.CV_32S).astype(np.float64)
+    return cv2.integral(image, sdepth=cv2.CV_64F)
 
-    Like OpenCV's INTER_AREA, crops larger than ``size`` are area-averaged (exactly,
-    from the integral image) and smaller ones bilinearly interpolated.
+
+def area_resize(integral: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The whole image resized to width x height by area averaging (as cv2.INTER_AREA), float32.
+
+    Costs in proportion to the output, not the input: every pyramid level reads the one
+    integral image instead of the full-resolution picture.
+    """
+    h, w = integral.shape[0] - 1, integral.shape[1] - 1
+    xs = np.round(np.arange(width + 1) * (w / width) * REMAP_STEPS) / REMAP_STEPS
+    ys = np.round(np.arange(height + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
+    s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
+    sums = s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]
+    return (sums / (np.diff(ys)[:, None, None] * np.diff(xs)[None, :, None])).astype(np.float32)
+
+
+def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int, channels_first: bool = False,
+                integral: np.ndarray | None = None) -> np.ndarray:
+    """Crops of ``boxes`` resized to size x size, zero outside the image, float32.
+
+    Returns (N, size, size, C), or (N, C, size, size) with ``channels_first`` (what the nets
+    take). Like OpenCV's INTER_AREA, crops larger than ``size`` are area-averaged (from the
+    integral image) and smaller ones bilinearly interpolated. Both are single ``cv2.remap``
+    calls over all crops; remap places samples on a 1/32-pixel grid, so area cells move by
+    up to 1/64 pixel (each output is still the exact mean of its cell).
     """
     out = np.zeros((len(boxes), size, size, image.shape[2]), np.float32)
-    if len(boxes) == 0:
-        return out
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     shrink = side >= size
     if shrink.any():
-        out[shrink] = _area_resize(cv2.integral(image, sdepth=cv2.CV_64F), boxes[shrink], size)
+        integral = integral_image(image) if integral is None else integral
+        out[shrink] = _area_resize(integral, boxes[shrink], size)
     if (~shrink).any():
-        out[~shrink] = _bilinear_resize(image, boxes[~shrink], size)
+        out[~shrink] = _bilinear_resize(image.astype(np.float32), boxes[~shrink], size)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if channels_first else out
+
+
+REMAP_STEPS = 32  # cv2.remap's INTER_LINEAR places samples on a 1/32-pixel grid
+
+
+def _sample(src: np.ndarray, ys: np.ndarray, xs: np.ndarray, border: int) -> np.ndarray:
+    """Bilinear samples of ``src`` (H, W, C) on each box's grid ys (N, A) x xs (N, B) -> (N, A, B, C)."""
+    n, a, b = len(ys), ys.shape[1], xs.shape[1]
+    per_call = max(1, 32000 // a)  # remap's maps must stay under 2**15 rows (images under 32000 px)
+    out = np.empty((n, a, b, src.shape[2]), src.dtype)
+    for start in range(0, n, per_call):
+        part = slice(start, start + per_call)
+        k = len(ys[part])
+        mx = np.broadcast_to(xs[part, None, :], (k, a, b)).reshape(k * a, b).astype(np.float32)
+        my = np.broadcast_to(ys[part, :, None], (k, a, b)).reshape(k * a, b).astype(np.float32)
+        r = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+        out[part] = r.reshape(k, a, b, -1)
     return out
 
 
-def _interp2(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``grid`` (H, W, C) at ys (N, A) x xs (N, B) -> (N, A, B, C), clamped."""
-    h, w = grid.shape[:2]
-    ys = np.clip(ys, 0, h - 1)
-    xs = np.clip(xs, 0, w - 1)
-    y0 = np.minimum(ys.astype(np.int64), h - 2) if h > 1 else np.zeros_like(ys, np.int64)
-    x0 = np.minimum(xs.astype(np.int64), w - 2) if w > 1 else np.zeros_like(xs, np.int64)
-    fy = (ys - y0)[:, :, None, None]
-    fx = (xs - x0)[:, None, :, None]
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    r0, r1 = y0[:, :, None], y1[:, :, None]
-    c0, c1 = x0[:, None, :], x1[:, None, :]
-    top = grid[r0, c0] * (1 - fx) + grid[r0, c1] * fx
-    bottom = grid[r1, c0] * (1 - fx) + grid[r1, c1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def _area_resize(integral: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Mean of the image over each output cell, from the integral image (zero outside)."""
+    """Mean of the image over each output cell, from the integral image (zero outside the image)."""
     t = np.arange(size + 1) / size
-    xs = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t
-    ys = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t
-    s = _interp2(integral, ys, xs)
+    # Cell edges on remap's own 1/32-pixel grid, so that each output is the exact mean of its cell.
+    xs = np.round((boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t) * REMAP_STEPS) / REMAP_STEPS
+    ys = np.round((boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * REMAP_STEPS) / REMAP_STEPS
+    # Past the border the integral stays constant: replicating it adds nothing, as zeros would.
+    s = _sample(integral, ys, xs, cv2.BORDER_REPLICATE)
     sums = s[:, 1:, 1:] - s[:, :-1, 1:] - s[:, 1:, :-1] + s[:, :-1, :-1]
-    cell = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / size**2)[:, None, None, None]
-    return (sums / cell).astype(np.float32)
+    cell = np.diff(ys, axis=1)[:, :, None, None] * np.diff(xs, axis=1)[:, None, :, None]
+    return sums / np.maximum(cell, 1.0 / REMAP_STEPS**2)
 
 
 def _bilinear_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear samples at the output pixel centres, from the image padded with zeros."""
-    padded = np.pad(image, ((1, 1), (1, 1), (0, 0))).astype(np.float32)
+    """Bilinear samples at the output pixel centres, zero outside the image."""
     t = (np.arange(size) + 0.5) / size
-    xs = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t - 0.5 + 1
-    ys = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t - 0.5 + 1
-    return _interp2(padded, ys, xs).astype(np.float32)
+    xs = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t - 0.5
+    ys = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t - 0.5
+    return _sample(image, ys, xs, cv2.BORDER_CONSTANT)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from typing import NamedTuple, Sequence
 
 import cv2
@@ -84,8 +85,8 @@ class MTCNN:
 
     def __init__(self, min_face_size: float = 20, scale_factor: float = 0.709,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
-                 weights: str = "published", backend: str = "onnx", threads: int | None = None,
-                 device: str | None = None):
+                 weights: str = "published", backend: str = "auto", threads: int | None = None,
+                 device: str | None = None, batch_size: int = 32):
         from openmtcnn.runtime import make_nets
 
         check_settings(min_face_size, scale_factor, thresholds, nms_thresholds)
@@ -93,68 +94,112 @@ class MTCNN:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.weights = weights
+        if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.stage_times: dict[str, float] | None = None  # set to {} to collect seconds per stage
         self.nets = make_nets(weights, backend=backend, threads=threads, device=device)
 
     # ---- stages -------------------------------------------------------------------------------
-    def propose(self, image: np.ndarray) -> Candidates:
+    def _tick(self, name: str, start: float) -> float:
+        """Add the time since ``start`` to stage ``name`` when timing is on; return now."""
+        now = time.perf_counter()
+        if self.stage_times is not None:
+            self.stage_times[name] = self.stage_times.get(name, 0.0) + now - start
+        return now
+
+    def propose(self, image: np.ndarray, integral: np.ndarray) -> Candidates:
         """P-Net on every pyramid scale; NMS within each scale, then across scales."""
         h, w = image.shape[:2]
         found = []
+        t = time.perf_counter()
         for scale in pyramid_scales(h, w, self.min_face_size, self.scale_factor):
-            size = (math.ceil(w * scale), math.ceil(h * scale))
-            resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            prob, offsets = self.nets("pnet", resized.transpose(2, 0, 1)[None].astype(np.float32))[:2]
+            resized = B.area_resize(integral, math.ceil(w * scale), math.ceil(h * scale))
+            t = self._tick("pyramid", t)
+            prob, offsets = self.nets("pnet", resized.transpose(2, 0, 1)[None])[:2]
+            t = self._tick("pnet", t)
             c = pnet_candidates(prob[0], offsets[0], scale, self.thresholds[0])
             found.append(c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0])))
+            t = self._tick("pnet_nms", t)
         if not found:
             return Candidates(np.zeros((0, 4)), np.zeros(0))
         c = Candidates(np.concatenate([f.boxes for f in found]), np.concatenate([f.scores for f in found]))
-        return c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[1]))
+        c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[1]))
+        self._tick("pnet_nms", t)
+        return c
 
-    def refine(self, image: np.ndarray, c: Candidates, stage: str) -> Candidates:
-        """R-Net or O-Net on square crops of the candidates: rescore, regress, NMS."""
-        if len(c.boxes) == 0:
-            return c
-        threshold = self.thresholds[1] if stage == "rnet" else self.thresholds[2]
+    def refine(self, images: Sequence[np.ndarray], integrals: Sequence[np.ndarray], cands: list[Candidates],
+               stage: str) -> list[Candidates]:
+        """R-Net or O-Net on square crops of every image's candidates, in one batch: rescore, regress, NMS."""
         size = 24 if stage == "rnet" else 48
-        boxes = B.square(c.boxes)
-        crops = B.crop_resize(image, boxes, size).transpose(0, 3, 1, 2)
-        prob, offsets, *rest = self.nets(stage, crops)
-        keep = prob > threshold
+        t = time.perf_counter()
+        squares = [B.square(c.boxes) for c in cands]
+        crops = [B.crop_resize(im, sq, size, channels_first=True, integral=s)
+                 for im, s, sq in zip(images, integrals, squares) if len(sq)]
+        if not crops:
+            return cands
+        t = self._tick(f"{stage}_crop", t)
+        outputs = self.nets(stage, np.concatenate(crops))
+        t = self._tick(stage, t)
+        splits = np.cumsum([len(sq) for sq in squares])[:-1]
+        per_image = zip(*(np.split(o, splits) for o in outputs))
+        result = [self.judge(stage, sq, out) for sq, out in zip(squares, per_image)]
+        self._tick(f"{stage}_nms", t)
+        return result
+
+    def judge(self, stage: str, boxes: np.ndarray, outputs: tuple[np.ndarray, ...]) -> Candidates:
+        """Keep one image's crops that the net scores above threshold; move them by its offsets; NMS."""
+        prob, offsets, *rest = outputs
+        keep = prob > (self.thresholds[1] if stage == "rnet" else self.thresholds[2])
         boxes, scores, offsets = boxes[keep], prob[keep], offsets[keep]
-        landmarks = None
-        if rest:
-            wh = (boxes[:, 2:4] - boxes[:, 0:2])[:, None, :]
-            landmarks = boxes[:, None, 0:2] + wh * rest[0][keep].reshape(-1, 2, 5).transpose(0, 2, 1)
         if stage == "rnet":  # NMS on the crops' boxes, then move the survivors
             keep = B.nms(boxes, scores, self.nms_thresholds[2])
             return Candidates(B.regress(boxes[keep], offsets[keep]), scores[keep])
+        wh = (boxes[:, 2:4] - boxes[:, 0:2])[:, None, :]
+        landmarks = boxes[:, None, 0:2] + wh * rest[0][keep].reshape(-1, 2, 5).transpose(0, 2, 1)
         out = Candidates(B.regress(boxes, offsets), scores, landmarks)
         return out.take(B.nms(out.boxes, out.scores, self.nms_thresholds[3], mode="min"))
 
-    def detect_one(self, image: np.ndarray) -> Detections:
-        """The whole cascade on one RGB uint8 image."""
-        c = self.propose(image)
-        c = self.refine(image, c, "rnet")
-        c = self.refine(image, c, "onet")
-        if len(c.boxes) == 0:
-            return Detections.empty()
-        h, w = image.shape[:2]
-        landmarks = np.clip(c.landmarks, 0, [w, h])
-        return Detections(B.clip(c.boxes, w, h).astype(np.float32), c.scores.astype(np.float32),
-                          landmarks.astype(np.float32))
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """The whole cascade on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them."""
+        t = time.perf_counter()
+        integrals = [B.integral_image(im) for im in images]  # one per image: pyramid and crops
+        self._tick("pyramid", t)
+        cands = [self.propose(im, s) for im, s in zip(images, integrals)]
+        cands = self.refine(images, integrals, cands, "rnet")
+        cands = self.refine(images, integrals, cands, "onet")
+        t = time.perf_counter()
+        out = [finish(c, im.shape[1], im.shape[0]) for c, im in zip(cands, images)]
+        self._tick("rest", t)
+        return out
 
     # ---- public API ---------------------------------------------------------------------------
     def detect(self, images: ImageLike | Sequence[ImageLike]) -> Detections | list[Detections]:
-        """Boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 5, 2) for an image or for each of a list."""
+        """Boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 5, 2) for an image or for each of a list.
+
+        A list is processed in chunks of ``batch_size`` images whose R-Net and O-Net crops share
+        one batch. An image that cannot be read raises; decode beforehand to skip bad files.
+        """
         if isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
-            return [self.detect_one(to_rgb(im)) for im in images]
-        return self.detect_one(to_rgb(images))
+            results = []
+            for start in range(0, len(images), self.batch_size):
+                results += self.detect_batch([to_rgb(im) for im in images[start:start + self.batch_size]])
+            return results
+        return self.detect_batch([to_rgb(images)])[0]
 
     def detect_faces(self, image: ImageLike) -> list[dict]:
         """Faces as the ``mtcnn`` package gives them: box [x, y, w, h], confidence, keypoints."""
-        d = self.detect_one(to_rgb(image))
-        return to_dicts(d)
+        return to_dicts(self.detect_batch([to_rgb(image)])[0])
+
+
+def finish(c: Candidates, width: int, height: int) -> Detections:
+    """Final detections of one image: float32, inside the image, best first."""
+    if len(c.boxes) == 0:
+        return Detections.empty()
+    order = np.argsort(-c.scores, kind="stable")
+    landmarks = np.clip(c.landmarks[order], 0, [width, height])
+    return Detections(B.clip(c.boxes[order], width, height).astype(np.float32), c.scores[order].astype(np.float32),
+                      landmarks.astype(np.float32))
 
 
 def to_dicts(d: Detections) -> list[dict]:

@@ -1,22 +1,23 @@
-"""The three nets on ONNX Runtime, one session each, CPU by default, CUDA when present."""
+"""A net on ONNX Runtime: CPU by default, CUDA when asked for and present."""
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 
-from openmtcnn import weights as store
+
+def cuda_available() -> bool:
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def providers_for(device: str | None) -> list[str]:
     """Execution providers: CUDA first when asked for (or 'auto' and available), CPU always."""
-    available = ort.get_available_providers()
     if device in (None, "cpu"):
         return ["CPUExecutionProvider"]
     if device in ("cuda", "auto"):
-        if "CUDAExecutionProvider" in available:
+        if cuda_available():
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
         if device == "cuda":
-            raise ValueError(f"CUDA requested but ONNX Runtime offers only {available}")
+            raise ValueError(f"CUDA requested but ONNX Runtime offers only {ort.get_available_providers()}")
         return ["CPUExecutionProvider"]
     raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
 
@@ -29,16 +30,16 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     if threads:
         opts.intra_op_num_threads = int(threads)
     opts.log_severity_level = 3
+    # Idle workers must not spin: between net calls the cascade does NumPy and OpenCV work.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
-class OnnxNets:
-    """``nets(stage, batch)`` -> tuple of NumPy outputs (prob, box[, landmarks])."""
+class OrtNet:
+    """``net(batch)`` -> tuple of NumPy outputs (prob, box[, landmarks])."""
 
-    def __init__(self, weights: str = store.DEFAULT, threads: int | None = None, device: str | None = None):
-        opts, providers = session_options(threads), providers_for(device)
-        self.sessions = {s: ort.InferenceSession(str(store.onnx_path(weights, s)), opts, providers=providers)
-                         for s in store.STAGES}
+    def __init__(self, path: str, threads: int | None = None, device: str | None = None):
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers_for(device))
 
-    def __call__(self, stage: str, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(self.sessions[stage].run(None, {"image": np.ascontiguousarray(batch, np.float32)}))
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)}))

@@ -1,4 +1,4 @@
-"""The three nets on PyTorch: same outputs as the ONNX path, for training checks and GPUs."""
+"""The nets on PyTorch: same outputs as the ONNX files, for training checks and GPUs."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,18 +18,21 @@ def load_net(weights: str, stage: str) -> torch.nn.Module:
     return Inference(net).eval()
 
 
-class TorchNets:
-    """``nets(stage, batch)`` -> tuple of NumPy outputs, as ``OnnxNets``."""
+class TorchNet:
+    """``net(batch)`` -> tuple of NumPy outputs, as the ONNX Runtime and OpenCV nets."""
 
-    def __init__(self, weights: str = store.DEFAULT, threads: int | None = None, device: str | None = None):
-        if device in (None, "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.nets = {s: load_net(weights, s).to(self.device) for s in store.STAGES}
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.module, self.device = module.to(device), device
 
     @torch.inference_mode()
-    def __call__(self, stage: str, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        out = self.nets[stage](torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        out = self.module(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
         return tuple(t.cpu().numpy() for t in out)
+
+
+def torch_nets(weights: str = store.DEFAULT, threads: int | None = None, device: str | None = None) -> dict:
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if threads:
+        torch.set_num_threads(int(threads))
+    return {s: TorchNet(load_net(weights, s), torch.device(device)) for s in store.STAGES}
