@@ -22,7 +22,8 @@ def add_detector_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
     p.add_argument("--weights", default="published", help="weight set name or folder (default: published)")
     if threads:
         p.add_argument("--threads", type=int, default=None, help="CPU threads for the nets (default: all)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"], help="where the nets run")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
+                   help="where the nets run (default auto: a CUDA GPU when present, else the CPU)")
 
 
 def make_detector(args: argparse.Namespace):

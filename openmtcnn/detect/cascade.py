@@ -86,7 +86,7 @@ class MTCNN:
     def __init__(self, min_face_size: float = 20, scale_factor: float = 0.709,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
                  weights: str = "published", backend: str = "auto", threads: int | None = None,
-                 device: str | None = None, batch_size: int = 32):
+                 device: str | None = "auto", batch_size: int = 32):
         from openmtcnn.runtime import make_nets
 
         check_settings(min_face_size, scale_factor, thresholds, nms_thresholds)

@@ -22,7 +22,7 @@ class Nets:
 
 
 def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int | None = None,
-              device: str | None = None) -> Nets:
+              device: str | None = "auto") -> Nets:
     """The three nets of a weight set.
 
     "auto" runs P-Net on OpenCV DNN and R-Net/O-Net on ONNX Runtime when on the CPU (the
