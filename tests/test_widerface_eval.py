@@ -294,7 +294,7 @@ def test_eval_widerface_command_on_three_images(widerface_dir, wider_gt, tmp_pat
         (images / f"{k}.jpg").symlink_to(src / f"{k}.jpg")
     out = tmp_path / "out"
     code = main(["eval", "widerface", "--images", str(images), "--gt",
-                 str(widerface_dir / "eval_tools" / "ground_truth"), "--out", str(out)])
+                 str(widerface_dir / "eval_tools" / "ground_truth"), "--out", str(out), "--stages"])
     assert code == 0, capsys.readouterr().err
     summary = capsys.readouterr().out
     assert "AP easy" in summary
@@ -310,3 +310,6 @@ def test_eval_widerface_command_on_three_images(widerface_dir, wider_gt, tmp_pat
     again = evaluate(preds, wider_gt)
     for s in SETTINGS:
         assert again[s]["ap"] == pytest.approx(results["ap"][s], abs=2e-3)
+    # --stages: every counted face of the hard setting has exactly one outcome
+    assert "where the faces" in summary and (out / "stages.md").is_file()
+    assert sum(results["stages"]["all"].values()) == results["curves"]["hard"]["faces"]

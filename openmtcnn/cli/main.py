@@ -115,7 +115,7 @@ def cmd_eval_widerface(args: argparse.Namespace) -> int:
     for name in ("images", "gt"):
         if not Path(getattr(args, name)).is_dir():
             raise UsageError(f"--{name} folder not found: {getattr(args, name)}")
-    results = run_widerface(make_detector(args), args.images, args.gt, args.out)
+    results = run_widerface(make_detector(args), args.images, args.gt, args.out, stages=args.stages)
     settings = {"min_face": args.min_face, "scale_factor": args.scale_factor,
                 "thresholds": list(args.thresholds), "weights": args.weights}
     print(save_widerface(results, settings, args.out))
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="WIDER_val/images folder")
     p.add_argument("--gt", required=True, help="eval_tools/ground_truth folder (the .mat files)")
     p.add_argument("--out", default="runs/widerface", help="folder for predictions, JSON and plots")
+    p.add_argument("--stages", action="store_true",
+                   help="also count where each face is lost (P-Net, R-Net, O-Net, final NMS) per face size")
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_widerface)
 

@@ -98,6 +98,7 @@ class MTCNN:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.stage_times: dict[str, float] | None = None  # set to {} to collect seconds per stage
+        self.traces: list[dict[str, np.ndarray]] | None = None  # set to [] to keep every stage's boxes
         self.nets = make_nets(weights, backend=backend, threads=threads, device=device)
 
     # ---- stages -------------------------------------------------------------------------------
@@ -148,7 +149,10 @@ class MTCNN:
         return result
 
     def judge(self, stage: str, boxes: np.ndarray, outputs: tuple[np.ndarray, ...]) -> Candidates:
-        """Keep one image's crops that the net scores above threshold; move them by its offsets; NMS."""
+        """Keep one image's crops that the net scores above threshold and move them by its offsets.
+
+        R-Net's survivors then go through NMS; O-Net's wait for the final NMS.
+        """
         prob, offsets, *rest = outputs
         keep = prob > (self.thresholds[1] if stage == "rnet" else self.thresholds[2])
         boxes, scores, offsets = boxes[keep], prob[keep], offsets[keep]
@@ -157,8 +161,7 @@ class MTCNN:
             return Candidates(B.regress(boxes[keep], offsets[keep]), scores[keep])
         wh = (boxes[:, 2:4] - boxes[:, 0:2])[:, None, :]
         landmarks = boxes[:, None, 0:2] + wh * rest[0][keep].reshape(-1, 2, 5).transpose(0, 2, 1)
-        out = Candidates(B.regress(boxes, offsets), scores, landmarks)
-        return out.take(B.nms(out.boxes, out.scores, self.nms_thresholds[3], mode="min"))
+        return Candidates(B.regress(boxes, offsets), scores, landmarks)  # the final NMS comes after
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """The whole cascade on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them."""
@@ -166,11 +169,17 @@ class MTCNN:
         integrals = [B.integral_image(im) for im in images]  # one per image: pyramid and crops
         self._tick("pyramid", t)
         cands = [self.propose(im, s) for im, s in zip(images, integrals)]
+        proposed = cands
         cands = self.refine(images, integrals, cands, "rnet")
-        cands = self.refine(images, integrals, cands, "onet")
+        refined = cands
+        scored = self.refine(images, integrals, cands, "onet")
         t = time.perf_counter()
+        cands = [c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[3], mode="min")) for c in scored]
         out = [finish(c, im.shape[1], im.shape[0]) for c, im in zip(cands, images)]
         self._tick("rest", t)
+        if self.traces is not None:  # every stage's boxes, for diagnosing where faces are lost
+            self.traces += [{"pnet": p.boxes, "rnet": r.boxes, "onet": o.boxes, "final": d.boxes}
+                            for p, r, o, d in zip(proposed, refined, scored, out)]
         return out
 
     # ---- public API ---------------------------------------------------------------------------

@@ -35,8 +35,16 @@ def save_widerface(results: dict, settings: dict, out_dir: str | Path) -> str:
     payload = {"ap": summary, "images": results["images"], "settings": settings,
                "curves": {s: {k: results[s][k] for k in ("precision", "recall", "faces")}
                           for s in ("easy", "medium", "hard")}}
+    summary_lines = []
+    if "stages" in results:
+        from openmtcnn.evaluate.diagnose import markdown
+
+        payload["stages"] = results["stages"]
+        table = markdown(results["stages"])
+        atomic_write_bytes(out / "stages.md", (table + "\n").encode())
+        summary_lines = ["", "where the faces of the hard setting are lost:", table]
     atomic_write_bytes(out / "results.json", (json.dumps(payload, indent=1) + "\n").encode())
     plot_pr({s: results[s] for s in ("easy", "medium", "hard")}, out / "pr_curve.png",
             f"WIDER FACE val ({results['images']} images)")
-    return (f"AP easy {summary['easy']:.4f}  medium {summary['medium']:.4f}  hard {summary['hard']:.4f}"
-            f"  ({results['images']} images) -> {out}/results.json, {out}/pr_curve.png")
+    return "\n".join([f"AP easy {summary['easy']:.4f}  medium {summary['medium']:.4f}  hard {summary['hard']:.4f}"
+                      f"  ({results['images']} images) -> {out}/results.json, {out}/pr_curve.png", *summary_lines])

@@ -140,8 +140,14 @@ def to_rows(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def run_widerface(detector, images_dir: str | os.PathLike, gt_dir: str | os.PathLike,
-                  out_dir: str | os.PathLike | None = None, show_progress: bool = True) -> dict:
-    """Detect on every image, write official prediction files, and score easy/medium/hard."""
+                  out_dir: str | os.PathLike | None = None, show_progress: bool = True,
+                  stages: bool = False) -> dict:
+    """Detect on every image, write official prediction files, and score easy/medium/hard.
+
+    With ``stages``, also count for each face of the hard setting (which holds the easy and
+    medium ones) the cascade stage where it was lost, per face size.
+    """
+    from openmtcnn.evaluate import diagnose
     from openmtcnn.progress import progress
 
     images_dir = Path(images_dir)
@@ -149,12 +155,21 @@ def run_widerface(detector, images_dir: str | os.PathLike, gt_dir: str | os.Path
     keys = [k for k in list_images(images_dir) if k in gt]
     if not keys:
         raise ValueError(f"no image under {images_dir} is in the WIDER FACE val ground truth")
-    preds = {}
+    preds, outcomes, heights = {}, [], []
     for key in progress(keys, desc="widerface", enable=show_progress):
+        if stages:
+            detector.traces = []
         d = detector.detect(images_dir / f"{key}.jpg")
         preds[key] = to_rows(d.boxes, d.scores)
+        if stages:
+            faces = gt[key]["boxes"][gt[key]["hard"]]
+            outcomes.append(diagnose.lost_at(detector.traces[0], np.hstack([faces[:, :2], faces[:, :2] + faces[:, 2:]])))
+            heights.append(faces[:, 3])
+            detector.traces = None
         if out_dir is not None:
             write_prediction(Path(out_dir) / "predictions", key, preds[key])
     results = evaluate(preds, gt)
     results["images"] = len(keys)
+    if stages:
+        results["stages"] = diagnose.stage_table(np.concatenate(outcomes), np.concatenate(heights))
     return results
