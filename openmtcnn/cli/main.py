@@ -122,6 +122,30 @@ def cmd_eval_widerface(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from openmtcnn import MTCNN
+    from openmtcnn.evaluate.compare import compare, parse_model, widerface_protocol
+
+    needed = {"widerface": ("images", "gt")}[args.on]
+    for name in needed:
+        if not getattr(args, name) or not Path(getattr(args, name)).exists():
+            raise UsageError(f"--on {args.on} needs --{name} (an existing path)")
+    protocol = widerface_protocol(args.images, args.gt)
+
+    def detector(spec: str):
+        name, settings = parse_model(spec)
+        base = {"min_face_size": args.min_face, "scale_factor": args.scale_factor,
+                "thresholds": args.thresholds, "threads": args.threads, "device": args.device}
+        try:
+            return MTCNN(weights=name, **{**base, **settings})
+        except TypeError as e:
+            raise ValueError(f"bad settings in model spec {spec!r}: {e}") from None
+
+    print(compare(args.models, detector, protocol, args.out, args.on))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from openmtcnn.export.convert import convert_published
 
@@ -199,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p, threads=False)
     p.set_defaults(func=cmd_bench)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time (default 1 2)")
+
+    p = ev.add_parser("compare", help="several models side by side on one dataset (table + plots)")
+    p.add_argument("models", nargs="+", help="weight set names or folders, optionally NAME:key=value,... "
+                   "(e.g. published:min_face_size=40)")
+    p.add_argument("--on", required=True, choices=["widerface"], help="dataset protocol")
+    p.add_argument("--images", help="images folder (widerface: WIDER_val/images)")
+    p.add_argument("--gt", help="widerface: eval_tools/ground_truth folder")
+    p.add_argument("--out", default="runs/compare", help="folder for the report, JSON and plots")
+    add_detector_args(p)
+    p.set_defaults(func=cmd_eval_compare)
 
     p = sub.add_parser("convert", help="convert the authors' published weights (npy) to a weight set")
     p.add_argument("src", help="folder with det1.npy, det2.npy, det3.npy (or an npy/ subfolder)")
