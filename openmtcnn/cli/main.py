@@ -126,11 +126,16 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     from openmtcnn import MTCNN
     from openmtcnn.evaluate.compare import compare, parse_model, widerface_protocol
 
-    needed = {"widerface": ("images", "gt")}[args.on]
+    from openmtcnn.evaluate.compare import landmarks_protocol
+
+    needed = {"widerface": ("images", "gt"), "landmarks": ("images", "list")}[args.on]
     for name in needed:
         if not getattr(args, name) or not Path(getattr(args, name)).exists():
             raise UsageError(f"--on {args.on} needs --{name} (an existing path)")
-    protocol = widerface_protocol(args.images, args.gt)
+    if args.on == "widerface":
+        protocol = widerface_protocol(args.images, args.gt)
+    else:
+        protocol = landmarks_protocol(args.list, args.images)
 
     def detector(spec: str):
         name, settings = parse_model(spec)
@@ -212,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_widerface)
 
+    from openmtcnn.cli.eval_landmarks import register as register_landmarks
+    register_landmarks(ev, add_detector_args, make_detector)
+
     p = sub.add_parser("bench", help="latency, end to end and per stage (optionally next to YuNet)")
     p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"),
                    help="photo to time on (default: the bundled sample)")
@@ -227,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = ev.add_parser("compare", help="several models side by side on one dataset (table + plots)")
     p.add_argument("models", nargs="+", help="weight set names or folders, optionally NAME:key=value,... "
                    "(e.g. published:min_face_size=40)")
-    p.add_argument("--on", required=True, choices=["widerface"], help="dataset protocol")
-    p.add_argument("--images", help="images folder (widerface: WIDER_val/images)")
+    p.add_argument("--on", required=True, choices=["widerface", "landmarks"], help="dataset protocol")
+    p.add_argument("--images", help="images folder (widerface: WIDER_val/images; landmarks: the list's root)")
     p.add_argument("--gt", help="widerface: eval_tools/ground_truth folder")
+    p.add_argument("--list", help="landmarks: CNN_FacePoint or plain landmark list")
     p.add_argument("--out", default="runs/compare", help="folder for the report, JSON and plots")
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_compare)

@@ -83,6 +83,20 @@ def widerface_protocol(images: str | Path, gt: str | Path) -> Protocol:
     return Protocol(run, columns, plot)
 
 
+def landmarks_protocol(list_file: str | Path, images: str | Path) -> Protocol:
+    """Landmark error (NME, failure rate, misses); CED curves of all models in one plot."""
+    from openmtcnn.evaluate.landmarks import ced_errors, compare_ced, run_landmarks
+
+    def columns(r: dict) -> dict[str, float]:
+        return {"NME": r["mean_nme"], "failure rate @0.1": r["failure_rate"],
+                "failure rate incl. misses": r["failure_rate_incl_misses"], "missed": r["missed"]}
+
+    def plot(results: dict[str, dict], path: Path) -> Path | None:
+        return compare_ced({m: ced_errors(r) for m, r in results.items()}, path)
+
+    return Protocol(lambda det, out: run_landmarks(det, list_file, images, out), columns, plot)
+
+
 def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, ylabel: str, title: str) -> Path | None:
     """One subplot per panel, one curve per model (entries with 'recall'/'precision' and 'ap')."""
     try:
