@@ -25,7 +25,7 @@ def register(eval_subparsers, add_detector_args: Callable, make_detector: Callab
 
 def cmd_eval_landmarks(args: argparse.Namespace, make_detector: Callable) -> int:
     """Run the evaluation; exit code 1 when some images could not be read (they are skipped)."""
-    from openmtcnn.cli.main import UsageError
+    from openmtcnn.cli.errors import UsageError
     from openmtcnn.evaluate.landmarks import run_landmarks, summary
 
     if not Path(args.list).is_file():

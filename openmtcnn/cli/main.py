@@ -6,12 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from openmtcnn.cli.errors import UsageError
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed as a message, exit code 2."""
 
 
 def add_detector_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
@@ -217,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_widerface)
 
+    from openmtcnn.cli.eval_fddb import register as register_fddb
     from openmtcnn.cli.eval_landmarks import register as register_landmarks
     register_landmarks(ev, add_detector_args, make_detector)
+    register_fddb(ev, add_detector_args, make_detector)
 
     p = sub.add_parser("bench", help="latency, end to end and per stage (optionally next to YuNet)")
     p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"),

@@ -1,0 +1,1 @@
+"""Training from scratch: the multi-task loss with online hard example mining, and the trainer."""

@@ -1,0 +1,201 @@
+"""One trainer for P-Net, R-Net and O-Net: mixed batches, validation, best/last checkpoints, resume.
+
+Batches of each epoch are a pure function of (seed, epoch, rank), so a run resumed from
+its last checkpoint continues exactly as if it had not stopped. Runs on the CPU, on CUDA
+when present, and on several GPUs under ``torchrun`` (DistributedDataParallel).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from openmtcnn.fileio import atomic_write, atomic_write_bytes
+from openmtcnn.models import create_model, model_spec
+from openmtcnn.progress import progress
+from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, TASK_WEIGHTS, mtcnn_loss
+
+KINDS = (NEG, POS, PART, LANDMARK)
+STAGE_THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.7}
+DEFAULT_MODELS = {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    model: str | None = None  # registry name; default: the stage's net with a landmark head
+    epochs: int = 10
+    batch_size: int = 384
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    mix: tuple[int, int, int, int] = (3, 1, 1, 2)  # neg : pos : part : landmark per batch
+    steps_per_epoch: int | None = None  # default: one pass over the positives
+    val_fraction: float = 0.05
+    ohem_keep: float = 0.7
+    flip: bool = True  # mirror face/box samples at random (landmark samples were augmented already)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.stage not in TASK_WEIGHTS:
+            raise ValueError(f"stage must be one of {list(TASK_WEIGHTS)}, got {self.stage!r}")
+        self.model = self.model or DEFAULT_MODELS[self.stage]
+        if model_spec(self.model).stage != self.stage:
+            raise ValueError(f"model {self.model!r} is not a {self.stage} variant")
+        if len(self.mix) != 4 or sum(self.mix) <= 0 or min(self.mix) < 0:
+            raise ValueError(f"mix must be four non-negative ratios (neg, pos, part, landmark), got {self.mix}")
+
+
+def split_indices(by_kind: dict[int, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
+    """Per-kind train/validation index arrays, the same for a seed."""
+    rng = np.random.default_rng([seed, 7])
+    train, val = {}, {}
+    for k in KINDS:
+        idx = rng.permutation(np.sort(np.asarray(by_kind.get(k, []), np.int64)))
+        n_val = int(round(len(idx) * fraction))
+        val[k], train[k] = np.sort(idx[:n_val]), idx[n_val:]
+    return train, val
+
+
+def epoch_batches(train: dict, cfg: TrainConfig, epoch: int, rank: int = 0) -> list[np.ndarray]:
+    """This epoch's batches: each mixes the kinds by ``cfg.mix``, drawn without repeats within the epoch."""
+    rng = np.random.default_rng([cfg.seed, epoch, rank])
+    present = {k: r for k, r in zip(KINDS, cfg.mix) if r > 0 and len(train[k])}
+    if not present:
+        raise ValueError("no training samples of the kinds asked for in mix")
+    total = sum(present.values())
+    per = {k: max(1, round(cfg.batch_size * r / total)) for k, r in present.items()}
+    steps = cfg.steps_per_epoch or max(1, math.ceil(len(train.get(POS, [])) / per.get(POS, cfg.batch_size)))
+    orders = {k: rng.permutation(np.resize(rng.permutation(train[k]), steps * per[k])) for k in present}
+    return [np.sort(np.concatenate([orders[k][s * per[k]:(s + 1) * per[k]] for k in present]))
+            for s in range(steps)]
+
+
+def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.ndarray | None = None):
+    """Samples as float tensors: NCHW images in 0-255, kinds, box and landmark targets."""
+    images, kind, box, landmarks = (np.array(a) for a in batch)
+    if flip is not None and flip.any():
+        f = flip & (kind != LANDMARK)
+        images[f] = images[f, :, ::-1]
+        box[f] = np.stack([-box[f, 2], box[f, 1], -box[f, 0], box[f, 3]], axis=1)  # mirrored offsets
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
+    return (x.to(device), torch.from_numpy(kind.astype(np.int64)).to(device),
+            torch.from_numpy(box.astype(np.float32)).to(device), torch.from_numpy(landmarks.astype(np.float32)).to(device))
+
+
+@torch.no_grad()
+def evaluate(net, samples, val: dict, cfg: TrainConfig, device: torch.device) -> dict:
+    """Validation metrics: task losses (plain cross-entropy), accuracy on pos/neg, recall at the stage threshold."""
+    net.eval()
+    idx = np.sort(np.concatenate([val[k] for k in KINDS]))
+    sums, n_cls, correct, n_pos, found, batches = np.zeros(4), 0, 0, 0, 0, 0
+    for start in range(0, len(idx), 1024):
+        x, kind, box, lmk = to_tensors(samples[idx[start:start + 1024]], device)
+        out = net(x)
+        loss = mtcnn_loss(out, kind, box, lmk, TASK_WEIGHTS[cfg.stage], ohem_keep=1.0)
+        sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
+        batches += 1
+        prob = torch.softmax(out[0].flatten(1), 1)[:, 1]
+        is_cls = (kind == NEG) | (kind == POS)
+        correct += ((prob >= 0.5) == (kind == POS))[is_cls].sum().item()
+        n_cls += is_cls.sum().item()
+        n_pos += (kind == POS).sum().item()
+        found += (prob[kind == POS] >= STAGE_THRESHOLDS[cfg.stage]).sum().item()
+    mean = [float(v) / max(batches, 1) for v in sums]
+    net.train()
+    return {"loss": mean[0], "cls_loss": mean[1], "box_loss": mean[2], "landmark_loss": mean[3],
+            "cls_accuracy": correct / max(n_cls, 1), "recall": found / max(n_pos, 1),
+            "threshold": STAGE_THRESHOLDS[cfg.stage]}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size), starting the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> dict:
+    """Train one stage on a sample set; write last.pt, best.pt and history.json to out_dir."""
+    out = Path(out_dir)
+    rank, world = distributed()
+    device = pick_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    net = create_model(cfg.model).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    history, start, best = [], 0, math.inf
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+        if ckpt["config"]["model"] != cfg.model:
+            raise ValueError(f"{last} holds a {ckpt['config']['model']} run, not {cfg.model}: use another --out")
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history, start, best = ckpt["history"], ckpt["epoch"] + 1, ckpt["best"]
+    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    train_idx, val_idx = split_indices(samples.indices_by_kind(), cfg.val_fraction, cfg.seed)
+    weights = TASK_WEIGHTS[cfg.stage]
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        batches = epoch_batches(train_idx, cfg, epoch, rank)
+        flips = np.random.default_rng([cfg.seed, epoch, rank, 1])
+        sums = np.zeros(4)
+        for idx in progress(batches, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", enable=show_progress and rank == 0):
+            flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
+            x, kind, box, lmk = to_tensors(samples[idx], device, flip)
+            loss = mtcnn_loss(model(x), kind, box, lmk, weights, cfg.ohem_keep)
+            opt.zero_grad(set_to_none=True)
+            loss.total.backward()
+            opt.step()
+            sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
+        sched.step()
+        if rank == 0:
+            metrics = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2),
+                       **{f"train_{k}": float(v) / len(batches)
+                          for k, v in zip(("loss", "cls_loss", "box_loss", "landmark_loss"), sums)},
+                       **{f"val_{k}": v for k, v in evaluate(net, samples, val_idx, cfg, device).items()}}
+            history.append(metrics)
+            state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch, "history": history, "best": float(min(best, metrics["val_loss"])),
+                     "config": {**asdict(cfg), "mix": list(cfg.mix)}}
+            if metrics["val_loss"] < best:
+                best = metrics["val_loss"]
+                save_checkpoint(out / "best.pt", state)
+            save_checkpoint(last, state)
+            atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+        if world > 1:
+            torch.distributed.barrier()
+    return {"history": history, "best_val_loss": best, "out": str(out)}
+
+
+def load_trained(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """The net of a checkpoint (pickle-free load), in eval mode."""
+    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    net = create_model(ckpt["config"]["model"])
+    net.load_state_dict(ckpt["model"])
+    return net.eval()

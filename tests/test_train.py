@@ -1,0 +1,144 @@
+"""Loss and trainer on synthetic samples: each loss sees its own samples, OHEM keeps 70%,
+training lowers the loss, resuming continues exactly where the run stopped."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, mtcnn_loss, ohem_cross_entropy
+from openmtcnn.train.trainer import TrainConfig, epoch_batches, load_trained, split_indices, train
+
+
+class ToySamples:
+    """In-memory samples with the SampleSet interface: a bright disc is a face, noise is not."""
+
+    def __init__(self, n: int = 480, size: int = 12, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.kind = np.resize(np.array([NEG, NEG, NEG, POS, PART, LANDMARK], np.int8), n)
+        images = rng.integers(0, 90, (n, size, size, 3)).astype(np.uint8)
+        yy, xx = np.mgrid[:size, :size]
+        disc = (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 3) ** 2
+        faces = self.kind != NEG
+        images[faces] = np.where(disc[None, :, :, None], 230, images[faces]).astype(np.uint8)
+        self.images = images
+        self.box = np.where((self.kind == POS) | (self.kind == PART), 0.0, np.nan)[:, None] * np.ones(4)
+        self.box[self.kind == PART] = 0.2
+        self.landmarks = np.full((n, 5, 2), np.nan)
+        self.landmarks[self.kind == LANDMARK] = [[0.3, 0.35], [0.7, 0.35], [0.5, 0.5], [0.35, 0.7], [0.65, 0.7]]
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def indices_by_kind(self) -> dict[int, np.ndarray]:
+        return {k: np.nonzero(self.kind == k)[0] for k in (NEG, POS, PART, LANDMARK)}
+
+    def __getitem__(self, idx):
+        return (self.images[idx], self.kind[idx], self.box[idx].astype(np.float32),
+                self.landmarks[idx].astype(np.float32))
+
+
+def outputs(n: int, landmarks: bool = True, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    out = (torch.randn(n, 2, generator=g, requires_grad=True), torch.randn(n, 4, generator=g, requires_grad=True))
+    return out + ((torch.randn(n, 10, generator=g, requires_grad=True),) if landmarks else ())
+
+
+def test_each_loss_sees_only_its_sample_types():
+    kind = torch.tensor([NEG, POS, PART, LANDMARK])
+    box = torch.tensor([[np.nan] * 4, [0.1] * 4, [0.2] * 4, [np.nan] * 4], dtype=torch.float32)
+    lmk = torch.full((4, 5, 2), float("nan"))
+    lmk[3] = 0.5
+    out = outputs(4)
+    loss = mtcnn_loss(out, kind, box, lmk, ohem_keep=1.0)
+    loss.total.backward()
+    cls_grad, box_grad, lmk_grad = (o.grad.abs().sum(dim=1) for o in out)
+    assert (cls_grad[[0, 1]] > 0).all() and (cls_grad[[2, 3]] == 0).all()  # neg + pos
+    assert (box_grad[[1, 2]] > 0).all() and (box_grad[[0, 3]] == 0).all()  # pos + part
+    assert (lmk_grad[3] > 0) and (lmk_grad[:3] == 0).all()  # landmark samples only
+    # the values: box loss is the mean squared Euclidean error of pos and part
+    expected_box = ((out[1][1:3] - box[1:3]) ** 2).sum(dim=1).mean()
+    assert loss.box.item() == pytest.approx(expected_box.item(), rel=1e-6)
+
+
+def test_missing_sample_types_give_zero_losses_not_nan():
+    kind = torch.tensor([NEG, NEG])
+    loss = mtcnn_loss(outputs(2, landmarks=False), kind, torch.full((2, 4), float("nan")),
+                      torch.full((2, 5, 2), float("nan")))
+    assert loss.box.item() == 0 and loss.landmarks.item() == 0 and torch.isfinite(loss.total)
+
+
+def test_ohem_keeps_the_hardest_70_percent():
+    logits = torch.zeros(10, 2, requires_grad=True)
+    labels = torch.tensor([1, 0] * 5)
+    with torch.no_grad():
+        logits[:, 1] = torch.linspace(-4, 4, 10)  # losses differ per sample
+    ohem_cross_entropy(logits, labels, keep=0.7).backward()
+    used = (logits.grad.abs().sum(dim=1) > 0).sum().item()
+    assert used == 7
+    per = torch.nn.functional.cross_entropy(logits.detach(), labels, reduction="none")
+    hardest = set(torch.topk(per, 7).indices.tolist())
+    assert set(torch.nonzero(logits.grad.abs().sum(dim=1) > 0).flatten().tolist()) == hardest
+
+
+def test_batches_mix_kinds_by_ratio_and_are_deterministic():
+    samples = ToySamples()
+    train_idx, val_idx = split_indices(samples.indices_by_kind(), 0.1, seed=0)
+    assert all(len(set(train_idx[k]) & set(val_idx[k])) == 0 for k in train_idx)
+    cfg = TrainConfig(stage="pnet", batch_size=70, mix=(3, 1, 1, 2))
+    a, b = epoch_batches(train_idx, cfg, epoch=0), epoch_batches(train_idx, cfg, epoch=0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], epoch_batches(train_idx, cfg, epoch=1)[0])
+    counts = np.bincount(samples.kind[a[0]], minlength=4)
+    assert counts.tolist() == [30, 10, 10, 20]
+
+
+def test_bad_configs_are_value_errors():
+    with pytest.raises(ValueError):
+        TrainConfig(stage="xnet")
+    with pytest.raises(ValueError):
+        TrainConfig(stage="pnet", model="onet")
+    with pytest.raises(ValueError):
+        TrainConfig(stage="pnet", mix=(1, 1))
+
+
+def test_tiny_training_lowers_the_loss(tmp_path):
+    samples = ToySamples()
+    cfg = TrainConfig(stage="pnet", epochs=6, batch_size=64, lr=3e-3, steps_per_epoch=12, seed=1, threads=1)
+    result = train(samples, tmp_path, cfg, show_progress=False)
+    h = result["history"]
+    assert h[-1]["val_cls_loss"] < 0.5 * h[0]["val_cls_loss"] or h[-1]["val_cls_loss"] < 0.1
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert h[-1]["val_cls_accuracy"] > 0.9
+    assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "history.json").read_text()) == h
+    net = load_trained(tmp_path / "best.pt")
+    assert net.heads.landmarks is not None  # P-Net trained with the paper's landmark head
+
+
+class KilledAfter(ToySamples):
+    """Samples whose reads fail after a number of batches: a run killed mid-epoch."""
+
+    def __init__(self, calls: int, **kw):
+        super().__init__(**kw)
+        self.calls = calls
+
+    def __getitem__(self, idx):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt("killed")
+        return super().__getitem__(idx)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    kw = dict(stage="rnet", epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1)
+    train(ToySamples(n=480, size=24, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
+    with pytest.raises(KeyboardInterrupt):  # 3 train + 1 validation reads per epoch: dies inside epoch 3
+        train(KilledAfter(9, n=480, size=24, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
+    assert [e["epoch"] for e in json.loads((tmp_path / "b" / "history.json").read_text())] == [1, 2]
+    resumed = train(ToySamples(n=480, size=24, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
+    assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3]
+    a, b = load_trained(tmp_path / "a" / "last.pt"), load_trained(tmp_path / "b" / "last.pt")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
