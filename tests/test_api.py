@@ -9,11 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _helpers import box_iou
 
 from openmtcnn import KEYPOINTS, MTCNN, Detections, align, available_weights
 from openmtcnn.detect.alignment import TEMPLATE_112, similarity_transform
-
-from _helpers import box_iou
 
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 

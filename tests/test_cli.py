@@ -11,10 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _helpers import box_iou
 
 from openmtcnn.cli.main import main
-
-from _helpers import box_iou
 
 
 def run_cli(repo_root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

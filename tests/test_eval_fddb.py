@@ -10,9 +10,23 @@ import numpy as np
 import pytest
 
 from openmtcnn.detect import Detections
-from openmtcnn.evaluate.fddb import (EllipseFit, boxes_to_rows, evaluate, image_counts, load_folds, match,
-                                     overlap_matrix, read_detections, read_ellipse_list, read_image_list, roc,
-                                     rows_to_ellipses, run_fddb, tpr_at_fp, write_detections)
+from openmtcnn.evaluate.fddb import (
+    EllipseFit,
+    boxes_to_rows,
+    evaluate,
+    image_counts,
+    load_folds,
+    match,
+    overlap_matrix,
+    read_detections,
+    read_ellipse_list,
+    read_image_list,
+    roc,
+    rows_to_ellipses,
+    run_fddb,
+    tpr_at_fp,
+    write_detections,
+)
 
 UP = math.pi / 2  # FDDB faces are upright: the major radius points down the image
 

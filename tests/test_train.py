@@ -142,3 +142,25 @@ def test_resume_continues_where_it_stopped(tmp_path):
     a, b = load_trained(tmp_path / "a" / "last.pt"), load_trained(tmp_path / "b" / "last.pt")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_trained_checkpoint_exports_to_a_working_weight_set(tmp_path, astronaut):
+    from openmtcnn import MTCNN
+    from openmtcnn.export.trained import export_trained
+    from openmtcnn.runtime import make_nets
+    from openmtcnn.weights import manifest
+
+    cfg = TrainConfig(stage="pnet", epochs=1, batch_size=32, steps_per_epoch=2, threads=1)
+    train(ToySamples(), tmp_path / "pnet", cfg, show_progress=False)
+    folder = export_trained({"pnet": tmp_path / "pnet" / "best.pt"}, tmp_path / "toy")
+    m = manifest(folder)
+    assert m["models"] == {"pnet": "pnet-lmk", "rnet": "rnet", "onet": "onet"}
+    # the exported P-Net (with its landmark head) equals its checkpoint, in ONNX and torch alike
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 30, 40)).astype(np.float32)
+    ref = torch.softmax(load_trained(tmp_path / "pnet" / "best.pt")(torch.from_numpy(x))[0], 1)[:, 1].detach().numpy()
+    for backend in ("onnx", "opencv", "torch"):
+        np.testing.assert_allclose(make_nets(str(folder), backend=backend)("pnet", x)[0], ref, atol=1e-4)
+    d = MTCNN(weights=str(folder)).detect(astronaut)  # the whole cascade runs on the new set
+    assert d.boxes.shape[1] == 4
+    with pytest.raises(ValueError, match="unknown stages"):
+        export_trained({"qnet": "x"}, tmp_path / "bad")

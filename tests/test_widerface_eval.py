@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from openmtcnn.evaluate.ap import inclusive_iou, voc_ap
-from openmtcnn.evaluate.widerface import (SETTINGS, evaluate, image_eval, image_pr, list_images,
-                                          load_ground_truth, read_predictions, to_rows, write_prediction)
+from openmtcnn.evaluate.widerface import (
+    SETTINGS,
+    evaluate,
+    image_eval,
+    image_pr,
+    list_images,
+    load_ground_truth,
+    read_predictions,
+    to_rows,
+    write_prediction,
+)
 
 THRESHOLDS = 1 - (np.arange(1000) + 1) / 1000
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 from typing import Callable
+
+from openmtcnn.cli.errors import report_unreadable
 
 
 def register(eval_subparsers, add_detector_args: Callable, make_detector: Callable) -> argparse.ArgumentParser:
@@ -36,12 +37,6 @@ def cmd_eval_landmarks(args: argparse.Namespace, make_detector: Callable) -> int
                 "thresholds": list(args.thresholds), "weights": args.weights}
     results = run_landmarks(make_detector(args), args.list, args.images, args.out, fmt=args.format,
                             settings=settings)
-    for u in results["unreadable_images"]:
-        print(f"error: {u['path']}: {u['error']}", file=sys.stderr)
     print(summary(results))
     print(f"results in {args.out}/ (results.json, ced.png)")
-    if results["unreadable_images"]:
-        print(f"{len(results['unreadable_images'])} of {results['images']} images could not be read (skipped)",
-              file=sys.stderr)
-        return 1
-    return 0
+    return report_unreadable(results["unreadable_images"], "path", results["images"])

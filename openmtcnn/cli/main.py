@@ -63,8 +63,8 @@ def collect(paths: list[str]) -> list[tuple[Path, Path]]:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from openmtcnn.cli.video import detect_video
     from openmtcnn.cli.draw import annotate, write_image
+    from openmtcnn.cli.video import detect_video
     from openmtcnn.detect.cascade import to_dicts
     from openmtcnn.detect.image import to_rgb
     from openmtcnn.progress import progress
@@ -123,9 +123,7 @@ def cmd_eval_widerface(args: argparse.Namespace) -> int:
 
 def cmd_eval_compare(args: argparse.Namespace) -> int:
     from openmtcnn import MTCNN
-    from openmtcnn.evaluate.compare import compare, parse_model, widerface_protocol
-
-    from openmtcnn.evaluate.compare import landmarks_protocol
+    from openmtcnn.evaluate.compare import compare, landmarks_protocol, parse_model, widerface_protocol
 
     needed = {"widerface": ("images", "gt"), "landmarks": ("images", "list")}[args.on]
     for name in needed:
@@ -216,10 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_widerface)
 
+    from openmtcnn.cli.eval_custom import register as register_custom
     from openmtcnn.cli.eval_fddb import register as register_fddb
     from openmtcnn.cli.eval_landmarks import register as register_landmarks
-    register_landmarks(ev, add_detector_args, make_detector)
-    register_fddb(ev, add_detector_args, make_detector)
+    for register in (register_landmarks, register_fddb, register_custom):
+        register(ev, add_detector_args, make_detector)
 
     p = sub.add_parser("bench", help="latency, end to end and per stage (optionally next to YuNet)")
     p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"),

@@ -6,7 +6,6 @@ import numbers
 import time
 from typing import NamedTuple, Sequence
 
-import cv2
 import numpy as np
 
 from openmtcnn.detect import boxes as B

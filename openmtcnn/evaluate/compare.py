@@ -99,11 +99,10 @@ def landmarks_protocol(list_file: str | Path, images: str | Path) -> Protocol:
 
 def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, ylabel: str, title: str) -> Path | None:
     """One subplot per panel, one curve per model (entries with 'recall'/'precision' and 'ap')."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    from openmtcnn.evaluate.report import pyplot, save_figure
+
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=110, squeeze=False)
     for ax, (panel, curves) in zip(axes[0], panels.items()):
@@ -113,7 +112,4 @@ def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, yla
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -324,11 +324,10 @@ def evaluate(annotations: dict[str, np.ndarray], detections: dict[str, np.ndarra
 
 def plot_roc(curves: dict, path: Path, title: str) -> Path | None:
     """Discrete and continuous ROC in one PNG (needs matplotlib; skipped without it)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    from openmtcnn.evaluate.report import pyplot, save_figure
+
+    plt = pyplot()
+    if plt is None:
         return None
     fp = np.asarray(curves["fp"])
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
@@ -339,10 +338,7 @@ def plot_roc(curves: dict, path: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summary(results: dict, out_dir: str | os.PathLike) -> str:

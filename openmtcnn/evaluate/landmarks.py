@@ -15,7 +15,6 @@ detector (anything with ``.detect(rgb_image) -> Detections``).
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -238,7 +237,7 @@ def protocol(fmt: str, threshold: float, max_error: float) -> dict:
                    "mean_nme, nme_per_point, failure_rate and auc are over matched faces only",
             "matching": match + "; one detection per face; a face with no match is missed",
             "failure_rate": f"fraction of faces with NME > {threshold}",
-            "failure_rate_incl_misses": f"as failure_rate with every missed face counted as a failure",
+            "failure_rate_incl_misses": "as failure_rate with every missed face counted as a failure",
             "auc": f"area under the CED (fraction of faces with NME <= x) for x in [0, {max_error}], / {max_error}",
             "unreadable images": "reported and skipped; their faces are neither matched nor missed"}
 
@@ -323,14 +322,13 @@ def save_landmarks(results: dict, out_dir: str | os.PathLike) -> Path:
 def compare_ced(curves: dict[str, np.ndarray], path: str | os.PathLike, max_error: float = CED_MAX_ERROR,
                 threshold: float = FAILURE_THRESHOLD, title: str = "Cumulative error distribution") -> Path | None:
     """Several CED curves (per-face errors, inf = missed) in one PNG; None when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
-    except ImportError:
+    from openmtcnn.evaluate.report import pyplot, save_figure
+
+    plt = pyplot()
+    if plt is None:
         return None
-    from openmtcnn.fileio import atomic_write_bytes
+    from matplotlib.ticker import FuncFormatter
+
 
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
     for name, errors in curves.items():
@@ -346,7 +344,4 @@ def compare_ced(curves: dict[str, np.ndarray], path: str | os.PathLike, max_erro
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)

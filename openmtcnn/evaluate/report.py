@@ -1,19 +1,38 @@
 """Evaluation results as JSON and PNG plots."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 from openmtcnn.fileio import atomic_write_bytes
 
 
-def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
-    """Precision-recall curves, one per entry (needs matplotlib; skipped without it)."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure as PNG, atomically, and free it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    fig.clf()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
+    """Precision-recall curves, one per entry (needs matplotlib; skipped without it)."""
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
     for name, c in curves.items():
@@ -22,10 +41,7 @@ def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_widerface(results: dict, settings: dict, out_dir: str | Path) -> str:

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from openmtcnn.models.nets import Inference
-
 from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.models.nets import Inference
 
 OPSET = 17
 

@@ -15,7 +15,7 @@ class CvNet:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         self.net.setInput(np.ascontiguousarray(batch, np.float32))
         outs = self.net.forward(self.names)
-        n, h, w = batch.shape[0], batch.shape[2], batch.shape[3]
+        n = batch.shape[0]
         if outs[0].ndim == 4:  # P-Net: prob (N, h', w'), box (N, 4, h', w')
             return (outs[0].reshape(n, *outs[1].shape[2:]), *outs[1:])
         return tuple(outs)
