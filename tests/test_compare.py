@@ -69,3 +69,34 @@ def test_compare_command_needs_its_dataset_paths(capsys):
 
     assert main(["eval", "compare", "published", "--on", "widerface"]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_compare_on_a_custom_set_and_on_fddb(astronaut, astronaut_face, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from openmtcnn.cli.main import main
+
+    data = tmp_path / "set.npz"
+    np.savez(data, images=astronaut[None], boxes=np.array([[0, *astronaut_face]]))
+    code = main(["eval", "compare", "published", "published:thresholds=[0.6,0.7,0.99999]", "--on", "custom",
+                 "--images", str(data), "--format", "npy", "--out", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "c" / "results.json").read_text())["table"]
+    assert rows["published"]["TP"] == 1 and rows["published"]["AP"] == 1.0
+    assert rows["published:thresholds=[0.6,0.7,0.99999]"]["TP"] <= 1
+    assert (tmp_path / "c" / "comparison.png").is_file()
+
+    images, folds = tmp_path / "pics", tmp_path / "folds"
+    (images / "nasa").mkdir(parents=True)
+    folds.mkdir()
+    cv2.imwrite(str(images / "nasa" / "a.jpg"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    x1, y1, x2, y2 = astronaut_face
+    ellipse = [(y2 - y1) * 0.6, (x2 - x1) / 2, 1.5708, (x1 + x2) / 2, (y1 + y2) / 2 - (y2 - y1) * 0.1]
+    (folds / "FDDB-fold-01-ellipseList.txt").write_text("nasa/a\n1\n" + " ".join(map(str, ellipse)) + " 1\n")
+    code = main(["eval", "compare", "published", "--on", "fddb", "--images", str(images), "--folds", str(folds),
+                 "--out", str(tmp_path / "f")])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "f" / "results.json").read_text())["table"]
+    assert rows["published"]["TPR@500 discrete"] == 1.0
+    assert main(["eval", "compare", "published", "--on", "custom", "--images", str(data)]) == 2

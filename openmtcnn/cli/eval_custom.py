@@ -20,9 +20,21 @@ def register(eval_subparsers, add_detector_args: Callable, make_detector: Callab
     p = eval_subparsers.add_parser(
         "custom", help="precision, recall, F1 and AP on your own labelled images (npy, COCO JSON or YOLO txt)",
         description="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
-    p.add_argument("--format", required=True, choices=list(FORMATS), help="how the dataset is stored")
-    p.add_argument("--images", required=True,
-                   help="npy: images .npy (N x H x W x 3 or N x H x W uint8) or .npz; coco, yolo: images folder")
+    add_dataset_args(p, required=True)
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="count TP/FP/FN over detections scoring at least this (default: all the detector returns)")
+    p.add_argument("--out", default="runs/custom", help="folder for results.json and pr_curve.png")
+    add_detector_args(p)
+    p.set_defaults(func=functools.partial(cmd_eval_custom, make_detector=make_detector))
+    return p
+
+
+def add_dataset_args(p: argparse.ArgumentParser, required: bool, images: bool = True) -> None:
+    """The arguments that describe a custom dataset (shared with ``eval compare --on custom``)."""
+    p.add_argument("--format", required=required, choices=list(FORMATS), help="how the dataset is stored")
+    if images:
+        p.add_argument("--images", required=required,
+                       help="npy: images .npy (N x H x W x 3 or N x H x W uint8) or .npz; coco, yolo: images folder")
     p.add_argument("--labels", help="npy: labels .npy/.npz (per-image box lists, or rows image_index x1 y1 x2 y2); "
                                     "coco: annotations JSON; yolo: labels folder")
     p.add_argument("--box-format", choices=["xyxy", "xywh"], default="xyxy",
@@ -32,12 +44,6 @@ def register(eval_subparsers, add_detector_args: Callable, make_detector: Callab
     p.add_argument("--category", nargs="+", metavar="C",
                    help="coco: category names or ids to count as faces; yolo: class ids (default: all)")
     p.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to match a face (default 0.5)")
-    p.add_argument("--score-threshold", type=float, default=None,
-                   help="count TP/FP/FN over detections scoring at least this (default: all the detector returns)")
-    p.add_argument("--out", default="runs/custom", help="folder for results.json and pr_curve.png")
-    add_detector_args(p)
-    p.set_defaults(func=functools.partial(cmd_eval_custom, make_detector=make_detector))
-    return p
 
 
 def load_dataset(args: argparse.Namespace) -> tuple[list, dict]:

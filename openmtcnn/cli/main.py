@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.eval_custom import add_dataset_args as add_custom_dataset_args
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -123,16 +124,30 @@ def cmd_eval_widerface(args: argparse.Namespace) -> int:
 
 def cmd_eval_compare(args: argparse.Namespace) -> int:
     from openmtcnn import MTCNN
-    from openmtcnn.evaluate.compare import compare, landmarks_protocol, parse_model, widerface_protocol
+    from openmtcnn.cli.eval_custom import load_dataset
+    from openmtcnn.evaluate.compare import (
+        compare,
+        custom_protocol,
+        fddb_protocol,
+        landmarks_protocol,
+        parse_model,
+        widerface_protocol,
+    )
 
-    needed = {"widerface": ("images", "gt"), "landmarks": ("images", "list")}[args.on]
+    needed = {"widerface": ("images", "gt"), "landmarks": ("images", "list"), "fddb": ("images", "folds"),
+              "custom": ("images", "format")}[args.on]
     for name in needed:
-        if not getattr(args, name) or not Path(getattr(args, name)).exists():
-            raise UsageError(f"--on {args.on} needs --{name} (an existing path)")
+        value = getattr(args, name)
+        if not value or (name != "format" and not Path(value).exists()):
+            raise UsageError(f"--on {args.on} needs --{name}" + ("" if name == "format" else " (an existing path)"))
     if args.on == "widerface":
         protocol = widerface_protocol(args.images, args.gt)
-    else:
+    elif args.on == "landmarks":
         protocol = landmarks_protocol(args.list, args.images)
+    elif args.on == "fddb":
+        protocol = fddb_protocol(args.images, args.folds)
+    else:
+        protocol = custom_protocol(load_dataset(args)[0], args.iou)
 
     def detector(spec: str):
         name, settings = parse_model(spec)
@@ -235,10 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = ev.add_parser("compare", help="several models side by side on one dataset (table + plots)")
     p.add_argument("models", nargs="+", help="weight set names or folders, optionally NAME:key=value,... "
                    "(e.g. published:min_face_size=40)")
-    p.add_argument("--on", required=True, choices=["widerface", "landmarks"], help="dataset protocol")
-    p.add_argument("--images", help="images folder (widerface: WIDER_val/images; landmarks: the list's root)")
+    p.add_argument("--on", required=True, choices=["widerface", "landmarks", "fddb", "custom"], help="dataset protocol")
+    p.add_argument("--images", help="images (widerface: WIDER_val/images; landmarks: the list's root; "
+                   "fddb: originalPics; custom: see eval custom)")
     p.add_argument("--gt", help="widerface: eval_tools/ground_truth folder")
     p.add_argument("--list", help="landmarks: CNN_FacePoint or plain landmark list")
+    p.add_argument("--folds", help="fddb: FDDB-folds folder")
+    add_custom_dataset_args(p, required=False, images=False)
     p.add_argument("--out", default="runs/compare", help="folder for the report, JSON and plots")
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_compare)

@@ -97,8 +97,41 @@ def landmarks_protocol(list_file: str | Path, images: str | Path) -> Protocol:
     return Protocol(lambda det, out: run_landmarks(det, list_file, images, out), columns, plot)
 
 
-def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, ylabel: str, title: str) -> Path | None:
-    """One subplot per panel, one curve per model (entries with 'recall'/'precision' and 'ap')."""
+def custom_protocol(dataset: list, iou: float = 0.5) -> Protocol:
+    """Precision, recall, F1 and AP on a custom labelled set; PR curves of all models."""
+    from openmtcnn.evaluate.custom import run_custom
+
+    def columns(r: dict) -> dict[str, float]:
+        return {"AP": r["ap"], "precision": r["precision"], "recall": r["recall"], "F1": r["f1"],
+                "best F1": r["best_f1"]["f1"], "TP": r["tp"], "FP": r["fp"], "FN": r["fn"]}
+
+    def plot(results: dict[str, dict], path: Path) -> Path | None:
+        curves = {m: {**r["curve"], "ap": r["ap"]} for m, r in results.items()}
+        return plot_panels({f"IoU {iou}": curves}, path, "recall", "precision", "custom set")
+
+    return Protocol(lambda det, out: run_custom(det, dataset, out, iou=iou), columns, plot)
+
+
+def fddb_protocol(images: str | Path, folds: str | Path) -> Protocol:
+    """FDDB true positive rate at 500/1000/2000 false positives; discrete and continuous ROC of all models."""
+    from openmtcnn.evaluate.fddb import run_fddb
+
+    def columns(r: dict) -> dict[str, float]:
+        return {f"TPR@{n} {k}": r["tpr_at_fp"][k][str(n)]["tpr"] for k in ("discrete", "continuous")
+                for n in (500, 1000, 2000)}
+
+    def plot(results: dict[str, dict], path: Path) -> Path | None:
+        panels = {k: {m: {"recall": r["curves"]["fp"], "precision": r["curves"][f"tpr_{k}"],
+                          "ap": r["tpr_at_fp"][k]["1000"]["tpr"]} for m, r in results.items()}
+                  for k in ("discrete", "continuous")}
+        return plot_panels(panels, path, "false positives", "true positive rate", "FDDB", "TPR@1000", xlim=None)
+
+    return Protocol(lambda det, out: run_fddb(det, images, folds, out), columns, plot)
+
+
+def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, ylabel: str, title: str,
+                score: str = "AP", xlim: tuple | None = (0, 1)) -> Path | None:
+    """One subplot per panel, one curve per model (entries: x in 'recall', y in 'precision', and 'ap')."""
     from openmtcnn.evaluate.report import pyplot, save_figure
 
     plt = pyplot()
@@ -107,8 +140,10 @@ def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, yla
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=110, squeeze=False)
     for ax, (panel, curves) in zip(axes[0], panels.items()):
         for model, c in curves.items():
-            ax.plot(c["recall"], c["precision"], lw=2, label=f"{model}  AP {c['ap']:.3f}")
-        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01), title=f"{title}: {panel}")
+            ax.plot(c["recall"], c["precision"], lw=2, label=f"{model}  {score} {c['ap']:.3f}")
+        ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.01), title=f"{title}: {panel}")
+        if xlim:
+            ax.set_xlim(*xlim)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
