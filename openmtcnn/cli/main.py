@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_compare)
 
+    from openmtcnn.cli.train import register as register_training
+    register_training(sub)
+
     p = sub.add_parser("convert", help="convert the authors' published weights (npy) to a weight set")
     p.add_argument("src", help="folder with det1.npy, det2.npy, det3.npy (or an npy/ subfolder)")
     p.add_argument("--out", default="openmtcnn/weights/published", help="weight set folder to write")

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-NEG, POS, PART, LANDMARK = 0, 1, 2, 3
+from openmtcnn.data.crops import LANDMARK, PART  # noqa: F401  (sample kinds)
+from openmtcnn.data.crops import NEGATIVE as NEG
+from openmtcnn.data.crops import POSITIVE as POS
+
 TASK_WEIGHTS = {"pnet": (1.0, 0.5, 0.5), "rnet": (1.0, 0.5, 0.5), "onet": (1.0, 0.5, 1.0)}  # cls, box, landmarks
 
 

@@ -1,0 +1,147 @@
+"""``openmtcnn data`` and ``openmtcnn train``: samples, training, hard example mining, the whole pipeline."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from openmtcnn.cli.errors import UsageError
+
+SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
+
+
+def wider_paths(root: str) -> tuple[Path, Path]:
+    """The train txt and images folder under a WIDER FACE root."""
+    r = Path(root)
+    txt, images = r / "wider_face_split" / "wider_face_train_bbx_gt.txt", r / "WIDER_train" / "images"
+    if not txt.is_file() or not images.is_dir():
+        raise UsageError(f"--wider must hold wider_face_split/wider_face_train_bbx_gt.txt and WIDER_train/images: {r}")
+    return txt, images
+
+
+def facepoint_paths(root: str | None) -> tuple[Path | None, Path | None]:
+    """The train list and images root of CNN_FacePoint (or none: no landmark samples)."""
+    if root is None:
+        return None, None
+    r = Path(root)
+    if not (r / "trainImageList.txt").is_file():
+        raise UsageError(f"--landmarks must hold trainImageList.txt: {r}")
+    return r / "trainImageList.txt", r
+
+
+def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Boxes the stages before ``stage`` pass on: P-Net's for R-Net data, P-Net then R-Net's for O-Net data."""
+    from openmtcnn import MTCNN
+    from openmtcnn.detect import boxes as B
+
+    detector = MTCNN(weights=weights, threads=threads)
+
+    def propose(rgb: np.ndarray) -> np.ndarray:
+        integral = B.integral_image(rgb)
+        c = detector.propose(rgb, integral)
+        if stage == "onet":
+            c = detector.refine([rgb], [integral], [c], "rnet")[0]
+        return c.boxes
+
+    return propose
+
+
+def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str | None = None) -> dict:
+    """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net."""
+    from openmtcnn.data import generate_hard, generate_pnet, read_wider
+
+    txt, images = wider_paths(args.wider)
+    lm_list, lm_images = facepoint_paths(args.landmarks)
+    if stage == "pnet":
+        return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
+                             limit=args.limit)
+    if weights is None:
+        raise UsageError(f"{stage} samples are mined with trained earlier stages: pass --weights")
+    pictures = [(w.path, w.boxes) for w in read_wider(txt, images)]
+    return generate_hard(pictures, proposer(weights, stage), out, SIZES[stage], seed=args.seed,
+                         limit=args.limit, tag=f"{weights}:{stage}", facepoint_list=lm_list,
+                         facepoint_images=lm_images, workers=args.workers)
+
+
+def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> dict:
+    from openmtcnn.data import SampleSet
+    from openmtcnn.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      steps_per_epoch=args.steps, seed=args.seed, device=args.device, threads=args.threads)
+    return train(SampleSet(data), out, cfg, resume=not args.no_resume)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    summary = make_samples(args.stage, args, Path(args.out), args.weights)
+    print(json.dumps({k: v for k, v in summary.items() if k in ("counts", "shards", "bytes", "seconds")}))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.stage == "all":
+        return train_all(args)
+    if not args.data or not (Path(args.data) / "manifest.json").is_file():
+        raise UsageError(f"--data must be a sample set folder (with manifest.json): {args.data}")
+    result = train_stage(args.stage, Path(args.data), Path(args.out), args)
+    last = result["history"][-1] if result["history"] else {}
+    print(json.dumps({k: last[k] for k in last if k.startswith("val_")}, indent=1))
+    return 0
+
+
+def train_all(args: argparse.Namespace) -> int:
+    """Samples -> P-Net -> mined samples -> R-Net -> mined samples -> O-Net -> one weight set."""
+    from openmtcnn.export.trained import export_trained
+
+    out = Path(args.out)
+    checkpoints, report = {}, {}
+    for stage in ("pnet", "rnet", "onet"):
+        t0 = time.perf_counter()
+        weights = str(export_trained(checkpoints, out / f"weights_{stage}_mining")) if checkpoints else None
+        summary = make_samples(stage, args, out / "samples", weights)
+        t1 = time.perf_counter()
+        result = train_stage(stage, out / "samples" / str(SIZES[stage]), out / stage, args)
+        checkpoints[stage] = out / stage / "best.pt"
+        report[stage] = {"samples": summary.get("counts"), "sample_seconds": round(t1 - t0, 1),
+                         "train_seconds": round(time.perf_counter() - t1, 1),
+                         "final": result["history"][-1] if result["history"] else None}
+        print(json.dumps({stage: report[stage]}, indent=1))
+    folder = export_trained(checkpoints, out / "weights", note="openmtcnn train all")
+    (out / "pipeline.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"weight set: {folder} (use MTCNN(weights='{folder}'))")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``data`` and ``train`` to the top-level sub-commands."""
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wider", help="WIDER FACE root (wider_face_split/, WIDER_train/images)")
+        p.add_argument("--landmarks", help="CNN_FacePoint root (trainImageList.txt); landmark samples")
+        p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
+        p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("data", help="generate training samples (random crops, or hard examples of --weights)")
+    p.add_argument("stage", choices=list(SIZES))
+    p.add_argument("--out", required=True, help="folder; the set goes to OUT/12, OUT/24 or OUT/48")
+    p.add_argument("--weights", help="rnet/onet: weight set whose earlier stages propose the crops")
+    common(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train a net on a sample set, or the whole cascade (all)")
+    p.add_argument("stage", choices=[*SIZES, "all"])
+    p.add_argument("--data", help="sample set folder (pnet: OUT/12 of openmtcnn data)")
+    p.add_argument("--out", required=True, help="checkpoints (last.pt, best.pt, history.json); all: everything")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=384)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, help="batches per epoch (default: one pass over the positives)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
+    common(p)
+    p.set_defaults(func=cmd_train)

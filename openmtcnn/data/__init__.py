@@ -1,0 +1,44 @@
+"""Training samples for the cascade: WIDER FACE / CNN_FacePoint readers, crops, shards on disk.
+
+NumPy and OpenCV only, and nothing from later stages (detect, train, runtime): the trainer
+imports this package, never the other way round.
+"""
+from openmtcnn.data.crops import (
+                                  KIND_NAMES,
+                                  LANDMARK,
+                                  NEGATIVE,
+                                  PART,
+                                  POSITIVE,
+                                  Samples,
+                                  face_samples,
+                                  label_boxes,
+                                  label_candidates,
+)
+from openmtcnn.data.generate import SIZES, generate_hard, generate_pnet, generate_random
+from openmtcnn.data.landmarks import flip, landmark_samples, rotate
+from openmtcnn.data.sources import FacePoint, WiderImage, read_facepoint, read_wider
+from openmtcnn.data.store import SampleSet
+
+__all__ = [
+                                  "KIND_NAMES",
+                                  "LANDMARK",
+                                  "NEGATIVE",
+                                  "PART",
+                                  "POSITIVE",
+                                  "SIZES",
+                                  "FacePoint",
+                                  "SampleSet",
+                                  "Samples",
+                                  "WiderImage",
+                                  "face_samples",
+                                  "flip",
+                                  "generate_hard",
+                                  "generate_pnet",
+                                  "generate_random",
+                                  "label_boxes",
+                                  "label_candidates",
+                                  "landmark_samples",
+                                  "read_facepoint",
+                                  "read_wider",
+                                  "rotate",
+]

@@ -1,0 +1,221 @@
+"""Writing sample sets: random crops for P-Net (or R/O-Net), landmark samples, and hard examples.
+
+Work is split into shards by a fixed partition of the input lists (WIDER pictures first, then
+CNN_FacePoint faces); shard k draws from ``np.random.default_rng([seed, k])``, so a shard's
+data depend only on the settings and its inputs, whatever the number of workers and however
+often the run was interrupted. Finished shards listed in the manifest are never redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from openmtcnn.data.crops import Samples, face_samples, label_candidates
+from openmtcnn.data.landmarks import landmark_samples
+from openmtcnn.data.sources import (
+    FacePoint,
+    WiderImage,
+    check_files,
+    load_rgb,
+    read_facepoint,
+    read_wider,
+)
+from openmtcnn.data.store import open_manifest, record_shard, write_shard
+from openmtcnn.progress import progress
+
+SIZES = (12, 24, 48)
+
+
+def _check_size(size: int) -> int:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    return int(size)
+
+
+def _chunks(items: Sequence, per_shard: int) -> list[list]:
+    if per_shard < 1:
+        raise ValueError(f"shard sizes must be >= 1, got {per_shard}")
+    return [list(items[i:i + per_shard]) for i in range(0, len(items), per_shard)]
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV's own threads would only contend
+
+
+def _make_shard(task: tuple) -> tuple[int, np.ndarray, int]:
+    """Build and write one shard (runs in a worker); returns (index, kinds, pictures used)."""
+    folder, index, source, items, size, seed, params = task
+    rng = np.random.default_rng([seed, index])
+    parts = []
+    for item in items:
+        image = load_rgb(item.path)
+        if source == "wider":
+            parts.append(face_samples(image, item.boxes, size, rng, **params))
+        else:
+            parts.append(landmark_samples(image, item.box, item.points, size, rng, **params))
+    samples = Samples.concat(parts, size)
+    write_shard(folder, index, samples)
+    return index, samples.kind, len(items)
+
+
+def _run(folder: Path, manifest: dict, tasks: list[tuple], workers: int,
+         make: Callable[[tuple], tuple[int, np.ndarray, int]] = _make_shard, show: bool = True) -> None:
+    """Run the shards not yet in the manifest, recording each as it finishes, in shard order."""
+    done = {s["index"] for s in manifest["shards"]}
+    pending = [t for t in tasks if t[1] not in done]
+    if not pending:
+        return
+    # spawn, not fork: a child forked while OpenCV's thread pool holds a lock can hang in cv2 calls.
+    # (Scripts that call this at top level need the usual ``if __name__ == "__main__":`` guard; without
+    # it the workers fail to start and the executor raises BrokenProcessPool instead of hanging.)
+    pool = None
+    if workers > 1 and len(pending) > 1:
+        pool = ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init)
+    try:
+        results: Iterable = pool.map(make, pending) if pool else map(make, pending)  # in shard order
+        for index, kind, used in progress(results, desc=f"{folder.name}px shards", total=len(pending), enable=show):
+            record_shard(folder, manifest, index, kind, used)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def _summary(folder: Path, manifest: dict, start: float, verbose: bool) -> dict:
+    """Counts per kind, shards, disk use and time of a finished run (printed when ``verbose``)."""
+    files = [p for s in manifest["shards"] for p in (folder / s["name"]).glob("*.npy")]
+    out = {"folder": str(folder), "counts": dict(manifest["counts"]), "total": sum(manifest["counts"].values()),
+           "shards": len(manifest["shards"]), "complete": manifest["complete"],
+           "bytes": sum(p.stat().st_size for p in files), "seconds": round(time.perf_counter() - start, 2)}
+    if verbose:
+        counts = ", ".join(f"{k} {v}" for k, v in out["counts"].items())
+        print(f"{folder}: {out['total']} samples ({counts}) in {out['shards']} shards, "
+              f"{out['bytes'] / 2**20:.1f} MiB, {out['seconds']:.1f} s", file=sys.stderr)
+    return out
+
+
+def _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings
+                   ) -> list[list[FacePoint]]:
+    """CNN_FacePoint faces in shards (none without a list), and their settings recorded."""
+    if facepoint_list is None:
+        settings.update(facepoint_list=None, facepoint_images=None)
+        return []
+    faces = read_facepoint(facepoint_list, facepoint_images)[:limit]
+    check_files([f.path for f in faces], "CNN_FacePoint images")
+    settings.update(facepoint_list=str(Path(facepoint_list).resolve()),
+                    facepoint_images=str(Path(facepoint_images).resolve()), faces_per_shard=faces_per_shard,
+                    landmarks=landmark_params)
+    return _chunks(faces, faces_per_shard)
+
+
+def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_list: str | Path | None,
+                    facepoint_images: str | Path | None, out: str | Path, size: int = 12, seed: int = 0,
+                    workers: int = 2, limit: int | None = None, images_per_shard: int = 64,
+                    faces_per_shard: int = 256, negatives: int = 50, near: int = 5, attempts: int = 20,
+                    min_face: float = 20.0, min_crop: int = 12, landmarks_per_face: int = 10,
+                    flip_prob: float = 0.5, rotate_prob: float = 0.5, max_angle: float = 15.0,
+                    verbose: bool = True) -> dict:
+    """Random-crop sample set ``<out>/<size>/`` from WIDER FACE boxes and CNN_FacePoint landmarks.
+
+    Per WIDER picture: ``negatives`` random negatives; per face of longer side >= ``min_face``,
+    ``near`` tries for a negative beside it and ``attempts`` jittered squares kept as positives
+    or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
+    ``limit`` keeps the first N entries of each list (quick runs). Resumes an interrupted run
+    with the same settings; returns the summary (counts per kind, shards, bytes, seconds).
+    """
+    start = time.perf_counter()
+    size = _check_size(size)
+    folder = Path(out) / str(size)
+    pictures = read_wider(wider_txt, wider_images)[:limit]
+    check_files([p.path for p in pictures], "WIDER FACE images")
+    crop_params = {"negatives": negatives, "near": near, "attempts": attempts, "min_face": float(min_face),
+                   "min_crop": min_crop}
+    landmark_params = {"count": landmarks_per_face, "flip_prob": flip_prob, "rotate_prob": rotate_prob,
+                       "max_angle": float(max_angle)}
+    settings = {"method": "random", "size": size, "seed": seed, "limit": limit, "wider_txt": str(Path(wider_txt).resolve()),
+                    "wider_images": str(Path(wider_images).resolve()), "images_per_shard": images_per_shard,
+                    "crops": crop_params}
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
+    plan = [("wider", c, crop_params) for c in _chunks(pictures, images_per_shard)]
+    plan += [("facepoint", c, landmark_params) for c in face_chunks]
+    manifest = open_manifest(folder, settings, len(plan))
+    tasks = [(folder, k, source, items, size, seed, params) for k, (source, items, params) in enumerate(plan)]
+    _run(folder, manifest, tasks, workers, show=verbose)
+    return _summary(folder, manifest, start, verbose)
+
+
+def generate_pnet(wider_txt: str | Path, wider_images: str | Path, facepoint_list: str | Path | None,
+                  facepoint_images: str | Path | None, out: str | Path, size: int = 12, seed: int = 0,
+                  workers: int = 2, limit: int | None = None, **options) -> dict:
+    """P-Net training set ``<out>/12/``: the paper's random crops plus landmark samples (see generate_random)."""
+    return generate_random(wider_txt, wider_images, facepoint_list, facepoint_images, out, size=size, seed=seed,
+                           workers=workers, limit=limit, **options)
+
+
+def _digest(items: Sequence[tuple[str | Path, np.ndarray]]) -> str:
+    """Fingerprint of the pictures and ground truth of a hard-example run (resumes must match it)."""
+    h = hashlib.sha1()
+    for path, gts in items:
+        h.update(str(path).encode())
+        h.update(np.asarray(gts, np.float64).reshape(-1, 4).tobytes())
+    return h.hexdigest()
+
+
+def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
+                  propose: Callable[[np.ndarray], np.ndarray], out: str | Path, size: int, seed: int = 0,
+                  neg_ratio: float = 3.0, min_face: float = 20.0, limit: int | None = None,
+                  images_per_shard: int = 64, tag: str = "", facepoint_list: str | Path | None = None,
+                  facepoint_images: str | Path | None = None, faces_per_shard: int = 256,
+                  landmarks_per_face: int = 10, flip_prob: float = 0.5, rotate_prob: float = 0.5,
+                  max_angle: float = 15.0, workers: int = 2, verbose: bool = True) -> dict:
+    """Hard-example sample set ``<out>/<size>/`` from boxes an earlier stage proposes.
+
+    ``images_and_gts``: (picture path, (N, 4) face boxes x1 y1 x2 y2) pairs, e.g. ``read_wider``'s
+    output. ``propose(rgb) -> (N, 4)`` boxes is called once a picture, in this process (it
+    usually runs the trained nets); its candidates are labelled with ``label_candidates``,
+    negatives capped at ``neg_ratio`` times the positives of the picture. With a
+    CNN_FacePoint list, landmark samples are added (in ``workers`` processes). ``tag`` is
+    recorded in the manifest: change it when the proposer changes, so that a resume cannot
+    mix candidates of two models.
+    """
+    start = time.perf_counter()
+    size = _check_size(size)
+    folder = Path(out) / str(size)
+    pictures = [WiderImage(Path(p), np.asarray(g, np.float64).reshape(-1, 4)) for p, g in images_and_gts][:limit]
+    check_files([p.path for p in pictures], "images")
+    landmark_params = {"count": landmarks_per_face, "flip_prob": flip_prob, "rotate_prob": rotate_prob,
+                       "max_angle": float(max_angle)}
+    settings = {"method": "hard", "size": size, "seed": seed, "limit": limit, "tag": tag, "images": len(pictures),
+                    "images_digest": _digest(pictures), "images_per_shard": images_per_shard, "neg_ratio": float(neg_ratio),
+                    "min_face": float(min_face)}
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
+    hard = _chunks(pictures, images_per_shard)
+    manifest = open_manifest(folder, settings, len(hard) + len(face_chunks))
+
+    def mine(task: tuple) -> tuple[int, np.ndarray, int]:
+        """One shard of hard examples, in this process (the proposer is not sent to workers)."""
+        index, items = task[1], task[3]
+        rng = np.random.default_rng([seed, index])
+        parts = []
+        for item in items:
+            image = load_rgb(item.path)
+            boxes = np.asarray(propose(image), np.float64).reshape(-1, 4)
+            parts.append(label_candidates(image, boxes, item.boxes, size, min_face, neg_ratio, rng))
+        samples = Samples.concat(parts, size)
+        write_shard(folder, index, samples)
+        return index, samples.kind, len(items)
+
+    _run(folder, manifest, [(folder, k, "hard", c, size, seed, None) for k, c in enumerate(hard)], 1, mine, verbose)
+    marks = [(folder, len(hard) + k, "facepoint", c, size, seed, landmark_params) for k, c in enumerate(face_chunks)]
+    _run(folder, manifest, marks, workers, show=verbose)
+    return _summary(folder, manifest, start, verbose)
+

@@ -1,0 +1,37 @@
+"""``openmtcnn data`` / ``openmtcnn train``: usage errors, and the whole pipeline on a few real pictures."""
+from __future__ import annotations
+
+import json
+
+from openmtcnn.cli.main import main
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["train", "pnet", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "sample set" in capsys.readouterr().err
+    assert main(["data", "pnet", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "wider_face_train_bbx_gt.txt" in capsys.readouterr().err
+
+
+def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
+    code = main(["data", "rnet", "--wider", str(data_dir / "widerface"), "--out", str(tmp_path / "o"), "--limit", "2"])
+    assert code == 2 and "--weights" in capsys.readouterr().err
+
+
+def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astronaut):
+    from openmtcnn import MTCNN
+    from openmtcnn.weights import manifest
+
+    out = tmp_path / "pipe"
+    code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
+                 "--out", str(out), "--limit", "12", "--epochs", "1", "--steps", "3", "--batch-size", "32",
+                 "--threads", "1"])
+    assert code == 0
+    report = json.loads((out / "pipeline.json").read_text())
+    assert list(report) == ["pnet", "rnet", "onet"]
+    assert report["pnet"]["samples"]["positive"] > 0 and report["pnet"]["samples"]["landmark"] > 0
+    assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
+    for stage in ("pnet", "rnet", "onet"):
+        assert (out / stage / "best.pt").is_file() and (out / stage / "history.json").is_file()
+    d = MTCNN(weights=str(out / "weights")).detect(astronaut)  # barely trained, but a working detector
+    assert d.boxes.shape[1:] == (4,) and d.landmarks.shape[1:] == (5, 2)
