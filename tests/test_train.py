@@ -164,3 +164,32 @@ def test_trained_checkpoint_exports_to_a_working_weight_set(tmp_path, astronaut)
     assert d.boxes.shape[1] == 4
     with pytest.raises(ValueError, match="unknown stages"):
         export_trained({"qnet": "x"}, tmp_path / "bad")
+
+
+DDP_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_train import ToySamples
+from openmtcnn.train.trainer import TrainConfig, train
+cfg = TrainConfig(stage="pnet", epochs=2, batch_size=32, steps_per_epoch=3, threads=1)
+train(ToySamples(), {out!r}, cfg, show_progress=False)
+"""
+
+
+def test_torchrun_with_two_processes(tmp_path):
+    """DistributedDataParallel through torchrun (gloo on the CPU): rank 0 writes the checkpoints."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "ddp")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29533", str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert [e["epoch"] for e in history] == [1, 2]
+    assert load_trained(tmp_path / "ddp" / "best.pt").heads.landmarks is not None
