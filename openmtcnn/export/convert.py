@@ -79,5 +79,5 @@ def convert_published(src: str | Path, out: str | Path) -> Path:
         onnx[stage] = to_onnx_bytes(net)
     info = {"name": Path(out).name, "models": {s: s for s in states},
             "source": "Zhang et al. 2016 published MTCNN weights (MIT licence)",
-            "made_by": f"openmtcnn convert --src {src} --out {out}"}
+            "made_by": f"openmtcnn convert {src} --out {out}"}
     return save_weight_set(out, states, onnx, info)
