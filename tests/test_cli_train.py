@@ -35,3 +35,8 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
         assert (out / stage / "best.pt").is_file() and (out / stage / "history.json").is_file()
     d = MTCNN(weights=str(out / "weights")).detect(astronaut)  # barely trained, but a working detector
     assert d.boxes.shape[1:] == (4,) and d.landmarks.shape[1:] == (5, 2)
+    # the same checkpoints, exported by the shipping command
+    assert main(["export", "trained", str(out), "--out", str(tmp_path / "shipped"), "--note", "test"]) == 0
+    shipped = manifest(tmp_path / "shipped")
+    assert shipped["models"] == manifest(out / "weights")["models"] and "openmtcnn export trained" in shipped["note"]
+    assert main(["export", "trained", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2

@@ -116,6 +116,19 @@ def train_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_trained(args: argparse.Namespace) -> int:
+    from openmtcnn.export.trained import export_trained
+
+    run = Path(args.run)
+    checkpoints = {s: run / s / "best.pt" for s in SIZES if (run / s / "best.pt").is_file()}
+    if not checkpoints:
+        raise UsageError(f"no pnet/, rnet/ or onet/ best.pt under {run}")
+    command = f"openmtcnn export trained {args.run} --out {args.out} --base {args.base}"
+    folder = export_trained(checkpoints, args.out, base=args.base, note=f"{args.note} (made by: {command})".strip())
+    print(f"wrote {folder} from {', '.join(sorted(checkpoints))}")
+    return 0
+
+
 def register(sub) -> None:
     """Add ``data`` and ``train`` to the top-level sub-commands."""
     def common(p: argparse.ArgumentParser) -> None:
@@ -145,3 +158,11 @@ def register(sub) -> None:
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export trained checkpoints as a weight set")
+    p.add_argument("what", choices=["trained"])
+    p.add_argument("run", help="training folder holding pnet/, rnet/, onet/ with best.pt (as train all writes)")
+    p.add_argument("--out", required=True, help="weight set folder (under openmtcnn/weights/ to ship it)")
+    p.add_argument("--base", default="published", help="weight set for stages without a checkpoint")
+    p.add_argument("--note", default="", help="free text kept in the manifest")
+    p.set_defaults(func=cmd_export_trained)
