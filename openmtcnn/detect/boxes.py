@@ -15,12 +15,7 @@ def area(boxes: np.ndarray) -> np.ndarray:
 
 def iou(box: np.ndarray, boxes: np.ndarray, mode: str = "union") -> np.ndarray:
     """Overlap of one box with many: intersection over union, or over the smaller area ("min")."""
-    w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
-    h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
-    inter = np.maximum(w, 0) * np.maximum(h, 0)
-    a, b = area(box), area(boxes)
-    denom = np.minimum(a, b) if mode == "min" else a + b - inter
-    return inter / np.maximum(denom, 1e-12)
+    return pair_overlap(np.broadcast_to(box[:4], boxes[:, :4].shape), boxes, mode)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,13 +19,15 @@ DEFAULT = "published"
 STAGES = ("pnet", "rnet", "onet")
 
 
+def roots() -> list[Path]:
+    """Folders holding weight sets: the package's, then $OPENMTCNN_WEIGHTS if set."""
+    extra = os.environ.get("OPENMTCNN_WEIGHTS")
+    return [ROOT] + ([Path(extra)] if extra else [])
+
+
 def available_weights() -> list[str]:
     """Names of the weight sets that ship with the package (plus any in $OPENMTCNN_WEIGHTS)."""
-    names = {p.parent.name for p in ROOT.glob("*/manifest.json")}
-    extra = os.environ.get("OPENMTCNN_WEIGHTS")
-    if extra:
-        names |= {p.parent.name for p in Path(extra).glob("*/manifest.json")}
-    return sorted(names)
+    return sorted({p.parent.name for root in roots() for p in root.glob("*/manifest.json")})
 
 
 def weights_dir(name: str | os.PathLike = DEFAULT) -> Path:
@@ -33,7 +35,7 @@ def weights_dir(name: str | os.PathLike = DEFAULT) -> Path:
     path = Path(name)
     if (path / "manifest.json").is_file():
         return path
-    for root in [ROOT] + ([Path(os.environ["OPENMTCNN_WEIGHTS"])] if os.environ.get("OPENMTCNN_WEIGHTS") else []):
+    for root in roots():
         if (root / str(name) / "manifest.json").is_file():
             return root / str(name)
     raise ValueError(f"unknown weights {str(name)!r}: not a folder with manifest.json nor one of "
