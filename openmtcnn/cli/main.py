@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 from openmtcnn.cli.errors import UsageError
+
+# Modules adding sub-commands: each has register(top-level, export, compress) sub-parsers.
+COMMAND_MODULES = ("train", "compress")
 from openmtcnn.cli.eval_custom import add_dataset_args as add_custom_dataset_args
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
@@ -261,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_args(p)
     p.set_defaults(func=cmd_eval_compare)
 
-    from openmtcnn.cli.train import register as register_training
-    register_training(sub)
+    export = sub.add_parser("export", help="export models: trained checkpoints, int8 ONNX, C for microcontrollers")
+    export = export.add_subparsers(dest="what", required=True)
+    compress = sub.add_parser("compress", help="size, prune, quantise and distil the nets")
+    compress = compress.add_subparsers(dest="step", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"openmtcnn.cli.{name}").register(sub, export, compress)
 
     p = sub.add_parser("convert", help="convert the authors' published weights (npy) to a weight set")
     p.add_argument("src", help="folder with det1.npy, det2.npy, det3.npy (or an npy/ subfolder)")

@@ -71,9 +71,25 @@ def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> 
     from openmtcnn.data import SampleSet
     from openmtcnn.train.trainer import TrainConfig, train
 
-    cfg = TrainConfig(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      steps_per_epoch=args.steps, seed=args.seed, device=args.device, threads=args.threads)
-    return train(SampleSet(data), out, cfg, resume=not args.no_resume)
+    cfg = TrainConfig(stage=stage, model=stage_model(stage, args), epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, steps_per_epoch=args.steps, seed=args.seed, device=args.device,
+                      threads=args.threads, init=args.init)
+    extra = None
+    if args.teacher:
+        from openmtcnn.compress.distill import distillation_loss
+        extra = distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
+    return train(SampleSet(data), out, cfg, resume=not args.no_resume, extra_loss=extra)
+
+
+def stage_model(stage: str, args: argparse.Namespace) -> str | None:
+    """The registry net to train for a stage: --model, else the --variant family's, else the default."""
+    from openmtcnn.models import model_spec, variant_models
+
+    if getattr(args, "model", None) and model_spec(args.model).stage == stage:
+        return args.model
+    if getattr(args, "model", None) and args.stage != "all":
+        raise UsageError(f"--model {args.model} is not a {stage} net")
+    return variant_models(args.variant)[stage] if getattr(args, "variant", None) else None
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -129,8 +145,8 @@ def cmd_export_trained(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
-    """Add ``data`` and ``train`` to the top-level sub-commands."""
+def register(sub, export, compress) -> None:
+    """Add ``data``, ``train`` and ``export trained``."""
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--wider", help="WIDER FACE root (wider_face_split/, WIDER_train/images)")
         p.add_argument("--landmarks", help="CNN_FacePoint root (trainImageList.txt); landmark samples")
@@ -156,11 +172,16 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
+    p.add_argument("--variant", help="model family to train (published, paper, lite, large-pnet, mcu; "
+                   "default: the paper's nets with landmark heads)")
+    p.add_argument("--model", help="registry name of the net to train (one stage)")
+    p.add_argument("--init", help="start from a weight set or checkpoint (.pt) instead of random weights")
+    p.add_argument("--teacher", help="distil from this weight set's net of the same stage (e.g. published)")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
     common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="export trained checkpoints as a weight set")
-    p.add_argument("what", choices=["trained"])
+    p = export.add_parser("trained", help="trained checkpoints as a weight set")
     p.add_argument("run", help="training folder holding pnet/, rnet/, onet/ with best.pt (as train all writes)")
     p.add_argument("--out", required=True, help="weight set folder (under openmtcnn/weights/ to ship it)")
     p.add_argument("--base", default="published", help="weight set for stages without a checkpoint")

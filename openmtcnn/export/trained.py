@@ -18,7 +18,7 @@ def export_trained(checkpoints: dict[str, str | Path], out: str | Path, base: st
     unknown = set(checkpoints) - set(store.STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; expected {store.STAGES}")
-    states, onnx, models, sources = {}, {}, {}, {}
+    states, onnx, models, sources, kwargs = {}, {}, {}, {}, {}
     base_manifest = store.manifest(base)
     for stage in store.STAGES:
         if stage in checkpoints:
@@ -26,9 +26,13 @@ def export_trained(checkpoints: dict[str, str | Path], out: str | Path, base: st
             states[stage] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
             onnx[stage] = to_onnx_bytes(net)
             models[stage], sources[stage] = net.spec.name, str(checkpoints[stage])
+            kwargs[stage] = {k: list(v) if isinstance(v, tuple) else v for k, v in net.overrides.items()}
         else:
             states[stage] = store.load_state(base, stage)
             onnx[stage] = store.onnx_path(base, stage).read_bytes()
             models[stage], sources[stage] = base_manifest["models"][stage], f"weight set {base}"
+            kwargs[stage] = base_manifest.get("model_kwargs", {}).get(stage, {})
     info = {"name": Path(out).name, "models": models, "sources": sources, "note": note}
+    if any(kwargs.values()):
+        info["model_kwargs"] = {s: k for s, k in kwargs.items() if k}
     return store.save_weight_set(out, states, onnx, info)

@@ -1,5 +1,9 @@
 """P-Net, R-Net and O-Net as published (Zhang et al. 2016), in PyTorch.
 
+The architecture is parametrised (channel widths, activation, depthwise-separable
+convolutions) so that light, large, microcontroller and pruned variants are the same
+three classes with other arguments.
+
 Every net takes float RGB images in [0, 255], NCHW, and normalises them itself,
 so training, export and detection share one input convention. Each returns
 ``(cls_logits, box_offsets)`` plus ``landmarks`` when built with a landmark head.
@@ -12,8 +16,20 @@ from torch import nn
 MEAN, SCALE = 127.5, 0.0078125
 
 
-def conv_prelu(cin: int, cout: int, k: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k), nn.PReLU(cout)]
+def activation(kind: str, channels: int) -> nn.Module:
+    """PReLU as published; ReLU for integer-only targets (it folds into the int8 clamp)."""
+    if kind == "prelu":
+        return nn.PReLU(channels)
+    if kind == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown activation {kind!r}; expected 'prelu' or 'relu'")
+
+
+def conv_act(cin: int, cout: int, k: int, act: str = "prelu", separable: bool = False) -> list[nn.Module]:
+    """A k x k convolution and its activation; ``separable``: depthwise k x k then pointwise 1 x 1."""
+    if separable and cin > 3:
+        return [nn.Conv2d(cin, cin, k, groups=cin), nn.Conv2d(cin, cout, 1), activation(act, cout)]
+    return [nn.Conv2d(cin, cout, k), activation(act, cout)]
 
 
 class Heads(nn.Module):
@@ -36,12 +52,13 @@ class PNet(nn.Module):
 
     input_size = 12
 
-    def __init__(self, channels: tuple[int, int, int] = (10, 16, 32), landmarks: bool = False):
+    def __init__(self, channels: tuple[int, int, int] = (10, 16, 32), landmarks: bool = False,
+                 act: str = "prelu", separable: bool = False):
         super().__init__()
         c1, c2, c3 = channels
         self.body = nn.Sequential(
-            *conv_prelu(3, c1, 3), nn.MaxPool2d(2, 2, ceil_mode=True),
-            *conv_prelu(c1, c2, 3), *conv_prelu(c2, c3, 3))
+            *conv_act(3, c1, 3, act), nn.MaxPool2d(2, 2, ceil_mode=True),
+            *conv_act(c1, c2, 3, act, separable), *conv_act(c2, c3, 3, act, separable))
         self.heads = Heads(c3, landmarks, conv=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -53,14 +70,15 @@ class RNet(nn.Module):
 
     input_size = 24
 
-    def __init__(self, channels: tuple[int, int, int, int] = (28, 48, 64, 128), landmarks: bool = False):
+    def __init__(self, channels: tuple[int, int, int, int] = (28, 48, 64, 128), landmarks: bool = False,
+                 act: str = "prelu", separable: bool = False):
         super().__init__()
         c1, c2, c3, c4 = channels
         self.body = nn.Sequential(
-            *conv_prelu(3, c1, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
-            *conv_prelu(c1, c2, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
-            *conv_prelu(c2, c3, 2), nn.Flatten(),
-            nn.Linear(c3 * 3 * 3, c4), nn.PReLU(c4))
+            *conv_act(3, c1, 3, act), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_act(c1, c2, 3, act, separable), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_act(c2, c3, 2, act, separable), nn.Flatten(),
+            nn.Linear(c3 * 3 * 3, c4), activation(act, c4))
         self.heads = Heads(c4, landmarks, conv=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -73,15 +91,15 @@ class ONet(nn.Module):
     input_size = 48
 
     def __init__(self, channels: tuple[int, int, int, int, int] = (32, 64, 64, 128, 256),
-                 landmarks: bool = True):
+                 landmarks: bool = True, act: str = "prelu", separable: bool = False):
         super().__init__()
         c1, c2, c3, c4, c5 = channels
         self.body = nn.Sequential(
-            *conv_prelu(3, c1, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
-            *conv_prelu(c1, c2, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
-            *conv_prelu(c2, c3, 3), nn.MaxPool2d(2, 2, ceil_mode=True),
-            *conv_prelu(c3, c4, 2), nn.Flatten(),
-            nn.Linear(c4 * 3 * 3, c5), nn.PReLU(c5))
+            *conv_act(3, c1, 3, act), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_act(c1, c2, 3, act, separable), nn.MaxPool2d(3, 2, ceil_mode=True),
+            *conv_act(c2, c3, 3, act, separable), nn.MaxPool2d(2, 2, ceil_mode=True),
+            *conv_act(c3, c4, 2, act, separable), nn.Flatten(),
+            nn.Linear(c4 * 3 * 3, c5), activation(act, c5))
         self.heads = Heads(c5, landmarks, conv=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

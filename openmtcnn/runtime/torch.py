@@ -5,14 +5,14 @@ import numpy as np
 import torch
 
 from openmtcnn import weights as store
-from openmtcnn.models import create_model
+from openmtcnn.models.registry import create_model, model_overrides
 from openmtcnn.models.nets import Inference
 
 
 def load_net(weights: str, stage: str) -> torch.nn.Module:
     """Build a stage's registered variant and fill it from the weight set's npz."""
-    name = store.manifest(weights)["models"][stage]
-    net = create_model(name)
+    info = store.manifest(weights)
+    net = create_model(info["models"][stage], **model_overrides(info.get("model_kwargs", {}).get(stage)))
     state = {k: torch.from_numpy(v) for k, v in store.load_state(weights, stage).items()}
     net.load_state_dict(state)
     return Inference(net).eval()

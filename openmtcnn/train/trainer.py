@@ -12,12 +12,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from openmtcnn.fileio import atomic_write, atomic_write_bytes
-from openmtcnn.models import create_model, model_spec
+from openmtcnn.models.registry import create_model, model_overrides, model_spec
 from openmtcnn.progress import progress
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, TASK_WEIGHTS, mtcnn_loss
 
@@ -42,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    model_kwargs: dict = field(default_factory=dict)  # registry overrides, e.g. pruned channel widths
+    init: str | None = None  # start from a weight set (name/folder) or a checkpoint (.pt) instead of random
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -116,6 +119,14 @@ def evaluate(net, samples, val: dict, cfg: TrainConfig, device: torch.device) ->
             "threshold": STAGE_THRESHOLDS[cfg.stage]}
 
 
+def config_dict(cfg: TrainConfig) -> dict:
+    """The config as plain JSON-able values (tuples as lists), stored in checkpoints."""
+    d = asdict(cfg)
+    d["mix"] = list(cfg.mix)
+    d["model_kwargs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.model_kwargs.items()}
+    return d
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
@@ -134,8 +145,34 @@ def distributed() -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
-def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, show_progress: bool = True) -> dict:
-    """Train one stage on a sample set; write last.pt, best.pt and history.json to out_dir."""
+def build_net(cfg: TrainConfig) -> torch.nn.Module:
+    """The registry's net for a config, with its overrides, initialised from ``cfg.init`` when given."""
+    net = create_model(cfg.model, **model_overrides(cfg.model_kwargs))
+    if cfg.init:
+        net.load_state_dict(initial_state(cfg.init, cfg.stage))
+    return net
+
+
+def initial_state(source: str, stage: str) -> dict[str, torch.Tensor]:
+    """A stage's parameters from a checkpoint (.pt, pickle-free) or a weight set (npz)."""
+    if str(source).endswith(".pt"):
+        return torch.load(source, map_location="cpu", weights_only=True)["model"]
+    from openmtcnn import weights as store
+    return {k: torch.from_numpy(v) for k, v in store.load_state(source, stage).items()}
+
+
+Hook = Callable[[torch.nn.Module], torch.nn.Module]
+ExtraLoss = Callable[[torch.Tensor, tuple, torch.Tensor], torch.Tensor]
+
+
+def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, show_progress: bool = True,
+          prepare: Hook | None = None, extra_loss: ExtraLoss | None = None) -> dict:
+    """Train one stage on a sample set; write last.pt, best.pt and history.json to out_dir.
+
+    ``prepare`` rewrites the net before training (e.g. fake quantisation for QAT), after
+    ``cfg.init`` is loaded and before a checkpoint is resumed; ``extra_loss(x, outputs, kind)``
+    adds a term to every batch's loss (e.g. distillation from a teacher).
+    """
     out = Path(out_dir)
     rank, world = distributed()
     device = pick_device(cfg.device)
@@ -144,7 +181,8 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net = create_model(cfg.model).to(device)
+    net = build_net(cfg)
+    net = (prepare(net) if prepare else net).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     history, start, best = [], 0, math.inf
@@ -168,9 +206,11 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
         for idx in progress(batches, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", enable=show_progress and rank == 0):
             flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
             x, kind, box, lmk = to_tensors(samples[idx], device, flip)
-            loss = mtcnn_loss(model(x), kind, box, lmk, weights, cfg.ohem_keep)
+            outputs = model(x)
+            loss = mtcnn_loss(outputs, kind, box, lmk, weights, cfg.ohem_keep)
+            total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
             opt.zero_grad(set_to_none=True)
-            loss.total.backward()
+            total.backward()
             opt.step()
             sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
         sched.step()
@@ -182,7 +222,7 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
             history.append(metrics)
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "epoch": epoch, "history": history, "best": float(min(best, metrics["val_loss"])),
-                     "config": {**asdict(cfg), "mix": list(cfg.mix)}}
+                     "config": config_dict(cfg)}
             if metrics["val_loss"] < best:
                 best = metrics["val_loss"]
                 save_checkpoint(out / "best.pt", state)
@@ -193,9 +233,12 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
     return {"history": history, "best_val_loss": best, "out": str(out)}
 
 
-def load_trained(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """The net of a checkpoint (pickle-free load), in eval mode."""
+def load_trained(checkpoint: str | Path, device: str = "cpu", prepare: Hook | None = None) -> torch.nn.Module:
+    """The net of a checkpoint (pickle-free load), in eval mode; ``prepare`` as in ``train``."""
     ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
-    net = create_model(ckpt["config"]["model"])
+    config = ckpt["config"]
+    net = create_model(config["model"], **model_overrides(config.get("model_kwargs")))
+    net = prepare(net) if prepare else net
     net.load_state_dict(ckpt["model"])
     return net.eval()
+
