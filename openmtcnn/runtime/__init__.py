@@ -27,9 +27,14 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
 
     "auto" runs P-Net on OpenCV DNN and R-Net/O-Net on ONNX Runtime when on the CPU (the
     fastest pairing measured), and everything on ONNX Runtime's CUDA provider on a GPU.
+    Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    int8 = bool(store.manifest(weights).get("int8"))
+    if int8 and backend in ("torch", "opencv"):
+        raise ValueError(f"weights {str(weights)!r} are int8 ONNX (QDQ), which only ONNX Runtime runs: use "
+                         "backend 'auto' or 'onnx' (or the float weight set they were made from)")
     if backend == "torch":
         from openmtcnn.runtime.torch import torch_nets
         nets = torch_nets(weights, threads=threads, device=device)
@@ -41,7 +46,7 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
         import cv2
         cv2.setNumThreads(int(threads))  # OpenCV's pool is process-wide (resizing, DNN)
     engines = {s: "onnx" for s in store.STAGES}
-    if backend == "opencv" or (backend == "auto" and not on_gpu):
+    if backend == "opencv" or (backend == "auto" and not on_gpu and not int8):
         engines["pnet"] = "opencv"
     if backend == "opencv":
         engines = {s: "opencv" for s in store.STAGES}
