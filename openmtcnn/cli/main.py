@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.eval_custom import add_dataset_args as add_custom_dataset_args
 
 # Modules adding sub-commands: each has register(top-level, export, compress) sub-parsers.
-COMMAND_MODULES = ("train", "compress")
-from openmtcnn.cli.eval_custom import add_dataset_args as add_custom_dataset_args
+COMMAND_MODULES = ("train", "compress", "prune", "quantize", "export_c")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
