@@ -4,7 +4,8 @@ Each row is a weight set (optionally with detector settings, ``NAME:key=value``)
 the estimator in ``openmtcnn.compress.memory``; the R-Net and O-Net crops per frame it multiplies by
 are *measured* with that weight set on WIDER val photos fitted to 640x480, so a P-Net that passes
 fewer false candidates shows up in the MACs. Latency is ``bench_mtcnn`` on one such frame; AP is
-the official protocol on the whole val subset. Finished rows are kept in the JSON and not redone.
+the official protocol on the whole val subset. Finished rows are kept in the JSON and not redone;
+``--redo latency`` times them again (on a quiet machine).
 
     .venv/bin/python benchmarks/variant_table.py published lite mcu --data ../shared/data --out runs/variants
 """
@@ -46,20 +47,25 @@ def crops_per_frame(detector: MTCNN, frames: list[np.ndarray]) -> dict[str, floa
             "onet": float(np.mean([len(t["rnet"]) for t in traces]))}
 
 
-def row(spec: str, data: Path, frames: list[np.ndarray], threads: int, repeats: int, ap: bool) -> dict:
+def row(spec: str, data: Path, frames: list[np.ndarray], threads: int, repeats: int, parts: set[str],
+        done: dict | None = None) -> dict:
+    """One table row; ``parts`` says which of "size", "latency", "ap" to (re)compute, the rest come from ``done``."""
     name, settings = parse_model(spec)
     detector = MTCNN(weights=name, threads=threads, **settings)
-    crops = crops_per_frame(detector, frames)
-    nets = {s: load_net(name, s).net for s in ("pnet", "rnet", "onet")}
-    e = estimate(nets, 640, 480, settings.get("min_face_size", 20), candidates=crops)
-    latency = bench_mtcnn(detector, frames[0], repeats=repeats)
-    r = {"model": spec, "params": e["params"], "int8_kb": e["int8_bytes"] / 1024,
-         "float32_kb": e["float32_bytes"] / 1024, "peak_ram_int8_kb": e["peak_ram_int8"] / 1024,
-         "mmac_vga": e["macs_per_frame"] / 1e6, "rnet_crops": crops["rnet"], "onet_crops": crops["onet"],
-         "latency_ms": latency["median_ms"], "stages_ms": latency["stages_ms"], "threads": threads}
-    if ap:
+    r = dict(done or {}, model=spec)
+    if "size" in parts or "mmac_vga" not in r:
+        crops = crops_per_frame(detector, frames)
+        nets = {s: load_net(name, s).net for s in ("pnet", "rnet", "onet")}
+        e = estimate(nets, 640, 480, settings.get("min_face_size", 20), candidates=crops)
+        r.update({"params": e["params"], "int8_kb": e["int8_bytes"] / 1024, "float32_kb": e["float32_bytes"] / 1024,
+                  "peak_ram_int8_kb": e["peak_ram_int8"] / 1024, "mmac_vga": e["macs_per_frame"] / 1e6,
+                  "rnet_crops": crops["rnet"], "onet_crops": crops["onet"]})
+    if "latency" in parts or "latency_ms" not in r:
+        latency = bench_mtcnn(detector, frames[0], repeats=repeats)
+        r.update({"latency_ms": latency["median_ms"], "stages_ms": latency["stages_ms"], "threads": threads})
+    if "ap" in parts and "easy" not in r:
         res = run_widerface(detector, data / VAL, data / GT)
-        r.update(res["ap"])
+        r.update({s: round(res[s]["ap"], 4) for s in ("easy", "medium", "hard")})
     return r
 
 
@@ -97,17 +103,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--no-ap", action="store_true", help="skip the WIDER evaluation")
-    ap.add_argument("--force", action="store_true", help="redo rows already in the JSON")
+    ap.add_argument("--redo", nargs="*", default=[], choices=["size", "latency", "ap"],
+                    help="recompute these parts of rows already in the JSON (e.g. latency on a quiet machine)")
     args = ap.parse_args()
     out, data = Path(args.out), Path(args.data)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "variants.json"
     done = {r["model"]: r for r in json.loads(table.read_text())} if table.is_file() else {}
     frames = vga_frames(data / VAL, args.frames)
+    parts = set(args.redo) | (set() if args.no_ap else {"ap"})
     for spec in args.models:
-        if spec in done and not args.force:
+        if spec in done and not args.redo and ("easy" in done[spec] or args.no_ap):
             continue
-        done[spec] = row(spec, data, frames, args.threads, args.repeats, not args.no_ap)
+        if "ap" in args.redo:
+            done.get(spec, {}).pop("easy", None)
+        done[spec] = row(spec, data, frames, args.threads, args.repeats, parts, done.get(spec))
         print(json.dumps(done[spec]))
         atomic_write_bytes(table, (json.dumps(list(done.values()), indent=1) + "\n").encode())
     rows = list(done.values())
