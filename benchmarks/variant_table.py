@@ -80,13 +80,20 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def label(spec: str) -> str:
+    """A short name for a weight set path: runs/prune_rnet/step3/weights -> prune_rnet/step3."""
+    return spec.removeprefix("runs/").removesuffix("/weights")
+
+
 def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     for r in rows:
         if "medium" in r:
             ax.scatter(r["mmac_vga"], r["medium"], s=30 + r["params"] / 5000)
-            ax.annotate(r["model"], (r["mmac_vga"], r["medium"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(label(r["model"]), (r["mmac_vga"], r["medium"]), textcoords="offset points", xytext=(6, -3),
+                        fontsize=8)
+    ax.set_xlim(0, max(r["mmac_vga"] for r in rows) * 1.25)
     ax.set_xlabel("MMAC per 640x480 frame (measured crops)")
     ax.set_ylabel("WIDER val subset AP (medium)")
     ax.set_title("Variants: accuracy against compute (marker area ~ parameters)")
