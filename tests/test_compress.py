@@ -8,13 +8,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from openmtcnn.compress.distill import distillation_loss, distillation_terms  # noqa: E402
-from openmtcnn.compress.memory import estimate, trace, weight_bytes  # noqa: E402
-from openmtcnn.models import (STAGES, create_model, list_variants, model_spec, register_variant,  # noqa: E402
-                              variant_models)
-from openmtcnn.train.loss import LANDMARK, NEG, PART, POS  # noqa: E402
-from openmtcnn.train.trainer import TrainConfig, load_trained, train  # noqa: E402
-from test_train import ToySamples  # noqa: E402
+from test_train import ToySamples
+
+from openmtcnn.compress.distill import distillation_loss, distillation_terms
+from openmtcnn.compress.memory import estimate, trace, weight_bytes
+from openmtcnn.models import STAGES, create_model, list_variants, model_spec, register_variant, variant_models
+from openmtcnn.train.loss import LANDMARK, NEG, PART, POS
+from openmtcnn.train.trainer import TrainConfig, load_trained, train
 
 
 @pytest.mark.parametrize("variant", list_variants())

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from openmtcnn import weights as store
-from openmtcnn.models.registry import create_model, model_overrides
 from openmtcnn.models.nets import Inference
+from openmtcnn.models.registry import create_model, model_overrides
 
 
 def load_net(weights: str, stage: str) -> torch.nn.Module:
