@@ -139,3 +139,17 @@ def test_init_and_overrides_round_trip(tmp_path, astronaut):
     got = load_trained(tmp_path / "init" / "last.pt").state_dict()
     want = load_net("published", "onet").net.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)  # lr 0: still the published weights
+
+
+def test_cli_trains_a_family_member(tmp_path, capsys):
+    """``train STAGE --variant NAME`` trains that family's net; a --model of another stage is refused."""
+    from openmtcnn.cli.main import main
+
+    data = tmp_path / "12"
+    ToySamples(n=96, size=12).save(data)
+    args = ["train", "pnet", "--data", str(data), "--epochs", "1", "--steps", "2", "--batch-size", "32", "--threads", "1"]
+    assert main(args + ["--out", str(tmp_path / "m"), "--variant", "mcu"]) == 0
+    assert torch.load(tmp_path / "m" / "best.pt", weights_only=True)["config"]["model"] == "pnet-mcu"
+    assert main(args + ["--out", str(tmp_path / "x"), "--model", "rnet-mcu"]) == 2
+    assert "not a pnet net" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "y"), "--variant", "nope"]) == 1

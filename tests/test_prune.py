@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train import ToySamples
 from torch import nn
 
 from openmtcnn.compress.prune import (
@@ -18,10 +19,8 @@ from openmtcnn.compress.prune import (
     save_net,
     widths,
 )
-from openmtcnn.data.crops import Samples
-from openmtcnn.data.store import SampleSet, record_shard, write_manifest, write_shard
+from openmtcnn.data.store import SampleSet
 from openmtcnn.models import create_model, list_models
-from openmtcnn.train.loss import LANDMARK, NEG, PART, POS
 
 PRUNABLE = [n for n in list_models() if "lite" not in n]
 
@@ -111,22 +110,7 @@ def test_separable_and_foreign_nets_are_refused():
 
 def synthetic_set(folder, n: int = 240, size: int = 24, seed: int = 0) -> SampleSet:
     """A tiny sample set on disk: a bright disc is a face, noise is not."""
-    rng = np.random.default_rng(seed)
-    kind = np.resize(np.array([NEG, NEG, NEG, POS, PART, LANDMARK], np.int8), n)
-    images = rng.integers(0, 90, (n, size, size, 3)).astype(np.uint8)
-    yy, xx = np.mgrid[:size, :size]
-    disc = (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 3) ** 2
-    images[kind != NEG] = np.where(disc[None, :, :, None], 230, images[kind != NEG]).astype(np.uint8)
-    box = np.full((n, 4), np.nan, np.float32)
-    box[kind == POS], box[kind == PART] = 0.0, 0.2
-    landmarks = np.full((n, 5, 2), np.nan, np.float32)
-    landmarks[kind == LANDMARK] = [[0.3, 0.35], [0.7, 0.35], [0.5, 0.5], [0.35, 0.7], [0.65, 0.7]]
-    folder.mkdir(parents=True)
-    manifest = {"format": 1, "settings": {"size": size}, "total_shards": 1, "complete": False, "shards": []}
-    write_shard(folder, 0, Samples(images, kind, box, landmarks))
-    record_shard(folder, manifest, 0, kind, images=1)
-    write_manifest(folder, manifest)
-    return SampleSet(folder)
+    return ToySamples(n=n, size=size, seed=seed).save(folder)
 
 
 def test_iterative_pruning_writes_the_table_resumes_and_trains_from_scratch(tmp_path):

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from test_train import ToySamples
 
 from openmtcnn.compress.quantize import (
     QuantLayer,
@@ -22,7 +23,6 @@ from openmtcnn.compress.quantize import (
 )
 from openmtcnn.models import create_model
 from openmtcnn.models.nets import Inference
-from openmtcnn.train.loss import LANDMARK, NEG, PART, POS
 
 SIZE = {"pnet": 12, "rnet": 24, "onet": 48}
 
@@ -129,30 +129,6 @@ def test_ptq_of_the_published_nets_stays_close_to_float(astronaut):
         assert np.abs(got[1] - ref[1]).mean() < 0.02, stage  # box offsets
 
 
-class ToySamples:
-    """In-memory samples with the SampleSet interface: a bright disc is a face, noise is not."""
-
-    def __init__(self, n: int = 240, size: int = 24, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.kind = np.resize(np.array([NEG, NEG, NEG, POS, PART, LANDMARK], np.int8), n)
-        self.images = rng.integers(0, 90, (n, size, size, 3)).astype(np.uint8)
-        yy, xx = np.mgrid[:size, :size]
-        disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
-        self.images[(self.kind != NEG)[:, None, None] & disc[None]] = 230
-        self.box = np.where(np.isin(self.kind, [POS, PART])[:, None], 0.1, np.nan).astype(np.float32) * np.ones(4)
-        self.landmarks = np.full((n, 5, 2), np.nan, np.float32)
-        self.landmarks[self.kind == LANDMARK] = 0.5
-
-    def __len__(self) -> int:
-        return len(self.kind)
-
-    def indices_by_kind(self) -> dict[int, np.ndarray]:
-        return {k: np.nonzero(self.kind == k)[0] for k in (NEG, POS, PART, LANDMARK)}
-
-    def __getitem__(self, idx):
-        return self.images[idx], self.kind[idx], self.box[idx].astype(np.float32), self.landmarks[idx]
-
-
 def test_tiny_qat_run_reloads_and_exports(tmp_path, astronaut):
     from openmtcnn import MTCNN
     from openmtcnn.train.trainer import TrainConfig, load_trained, train
@@ -160,7 +136,7 @@ def test_tiny_qat_run_reloads_and_exports(tmp_path, astronaut):
 
     cfg = TrainConfig(stage="rnet", model="rnet", epochs=2, batch_size=32, steps_per_epoch=3, threads=1,
                       lr=1e-4, init="published")
-    result = train(ToySamples(), tmp_path / "rnet", cfg, show_progress=False, prepare=qat_hook(freeze_after=4))
+    result = train(ToySamples(n=240, size=24), tmp_path / "rnet", cfg, show_progress=False, prepare=qat_hook(freeze_after=4))
     assert len(result["history"]) == 2 and np.isfinite(result["best_val_loss"])
     net = load_trained(tmp_path / "rnet" / "last.pt", prepare=prepare_qat)
     quantisers = [a for layer in q_layers(net).values() for a in layer.quantisers()]
@@ -180,16 +156,10 @@ def test_tiny_qat_run_reloads_and_exports(tmp_path, astronaut):
 
 def test_cli_qat_fine_tunes_a_stage_and_writes_an_int8_weight_set(tmp_path, capsys):
     from openmtcnn.cli.main import main
-    from openmtcnn.data.crops import Samples
-    from openmtcnn.data.store import record_shard, write_manifest, write_shard
     from openmtcnn.weights import manifest
 
-    toy, data = ToySamples(n=192, size=48), tmp_path / "48"
-    data.mkdir()
-    index = {"format": 1, "settings": {"size": 48}, "total_shards": 1, "complete": False, "shards": []}
-    write_shard(data, 0, Samples(toy.images, toy.kind, toy.box, toy.landmarks))
-    record_shard(data, index, 0, toy.kind, images=1)
-    write_manifest(data, index)
+    data = tmp_path / "48"
+    ToySamples(n=192, size=48).save(data)
     out = tmp_path / "qat"
     args = ["compress", "qat", "onet", "--data", str(data), "--out", str(out), "--epochs", "1", "--steps", "2",
             "--batch-size", "16", "--teacher", "published"]

@@ -39,6 +39,19 @@ class ToySamples:
         return (self.images[idx], self.kind[idx], self.box[idx].astype(np.float32),
                 self.landmarks[idx].astype(np.float32))
 
+    def save(self, folder):
+        """The same samples as a one-shard sample set on disk (what ``openmtcnn data`` writes)."""
+        from openmtcnn.data.crops import Samples
+        from openmtcnn.data.store import SampleSet, record_shard, write_manifest, write_shard
+
+        folder.mkdir(parents=True)
+        manifest = {"format": 1, "settings": {"size": self.images.shape[1]}, "total_shards": 1, "complete": False,
+                    "shards": []}
+        write_shard(folder, 0, Samples(*self[np.arange(len(self))]))
+        record_shard(folder, manifest, 0, self.kind, images=1)
+        write_manifest(folder, manifest)
+        return SampleSet(folder)
+
 
 def outputs(n: int, landmarks: bool = True, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
