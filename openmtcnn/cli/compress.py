@@ -5,17 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from openmtcnn.cli.errors import UsageError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"size must be WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
-    if w < 12 or h < 12:
-        raise UsageError(f"size must be at least 12x12, got {text}")
-    return w, h
+from openmtcnn.cli.errors import parse_size
 
 
 def cmd_memory(args: argparse.Namespace) -> int:

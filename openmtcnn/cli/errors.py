@@ -1,4 +1,4 @@
-"""The CLI's one usage-error class, in its own module so every command raises the class main() catches."""
+"""The CLI's usage errors (one class main() catches) and the argument checks every command shares."""
 
 
 class UsageError(Exception):
@@ -14,3 +14,14 @@ def report_unreadable(failed: list[dict], key: str, total: int) -> int:
     if failed:
         print(f"{len(failed)} of {total} images could not be read (skipped)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); anything else, or smaller than P-Net's 12x12 window, is a usage error."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"size must be WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
+    if w < 12 or h < 12:
+        raise UsageError(f"size must be at least 12x12, got {text}")
+    return w, h

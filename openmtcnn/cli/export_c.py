@@ -5,21 +5,21 @@ import argparse
 import json
 from pathlib import Path
 
-from openmtcnn.cli.compress import parse_size
-from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.errors import UsageError, parse_size
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp"}
 
 
 def calibration_images(folder: str | None, limit: int) -> list[Path]:
     """Up to ``limit`` photos of a folder (searched recursively, sorted: deterministic); default the sample."""
     if folder is None:
         return [ASSET]
+    from openmtcnn.detect.image import image_files
+
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"--calib folder not found: {folder}")
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    found = image_files(root)
     if not found:
         raise UsageError(f"no images in --calib folder {folder}")
     step = max(1, len(found) // limit)  # spread over the folder (its events), not its first ones
@@ -29,7 +29,12 @@ def calibration_images(folder: str | None, limit: int) -> list[Path]:
 def cmd_export_c(args: argparse.Namespace) -> int:
     import torch
 
-    from openmtcnn.compress.int8_cascade import CascadeConfig, load_float_nets, quantize_cascade, read_frames
+    from openmtcnn.compress.int8_cascade import (
+        CascadeConfig,
+        load_float_nets,
+        quantize_cascade,
+        read_frames,
+    )
     from openmtcnn.export.c import export_c
     from openmtcnn.models import variant_models
     from openmtcnn.weights import manifest

@@ -7,13 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.errors import UsageError, parse_size
 from openmtcnn.cli.eval_custom import add_dataset_args as add_custom_dataset_args
 
 # Modules adding sub-commands: each has register(top-level, export, compress) sub-parsers.
 COMMAND_MODULES = ("train", "compress", "prune", "quantize", "export_c")
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -46,12 +45,14 @@ def collect(paths: list[str]) -> list[tuple[Path, Path]]:
     Output names keep a folder's structure below its own name, are always inside --out,
     and never collide (a clash gets a numbered suffix).
     """
+    from openmtcnn.detect.image import IMAGE_EXTS, image_files
+
     found, used = [], set()
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
             root = p.resolve()
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+            files = image_files(p, IMAGE_EXTS | VIDEO_EXTS)
             pairs = [(f, Path(root.name or "root") / f.resolve().relative_to(root)) for f in files]
         else:
             pairs = [(p, Path(p.name))]
@@ -183,10 +184,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from openmtcnn.evaluate.speed import bench_mtcnn, bench_yunet, fit_frame, format_table
     from openmtcnn.fileio import atomic_write_bytes
 
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--size must look like 640x480, got {args.size!r}") from None
+    width, height = parse_size(args.size)
     frame = fit_frame(to_rgb(args.image), width, height)
     rows = []
     for threads in args.threads:

@@ -85,11 +85,12 @@ def stage_model(stage: str, args: argparse.Namespace) -> str | None:
     """The registry net to train for a stage: --model, else the --variant family's, else the default."""
     from openmtcnn.models import model_spec, variant_models
 
-    if getattr(args, "model", None) and model_spec(args.model).stage == stage:
-        return args.model
-    if getattr(args, "model", None) and args.stage != "all":
-        raise UsageError(f"--model {args.model} is not a {stage} net")
-    return variant_models(args.variant)[stage] if getattr(args, "variant", None) else None
+    if args.model:
+        if model_spec(args.model).stage == stage:
+            return args.model
+        if args.stage != "all":
+            raise UsageError(f"--model {args.model} is not a {stage} net")
+    return variant_models(args.variant)[stage] if args.variant else None
 
 
 def cmd_data(args: argparse.Namespace) -> int:

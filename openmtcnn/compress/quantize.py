@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from openmtcnn import weights as store
+from openmtcnn.detect.image import IMAGE_EXTS, image_files
 from openmtcnn.models.nets import MEAN, SCALE
+from openmtcnn.models.registry import overrides_json
 
 WMAX = 127  # int8 weights in [-127, 127]: symmetric, 255 levels
 AMAX = 255  # uint8 activations in [0, 255]
 METHODS = ("minmax", "percentile")
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -294,7 +295,7 @@ def calibration_images(folder: str | os.PathLike, count: int | None = None) -> l
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"calibration folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = image_files(root)
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}")
     if count is None or count >= len(files):
@@ -465,8 +466,8 @@ def quantize_weight_set(weights: str | os.PathLike, images: Sequence, out: str |
         info["model_kwargs"] = base["model_kwargs"]
     if command:
         info["made_by"] = command
-    states = {s: store.load_state(weights, s) for s in store.STAGES}
-    return store.save_weight_set(out, states, onnx, info)
+    info["float_weights"] = str(weights)  # the parameters stay there: no second copy
+    return store.save_weight_set(out, None, onnx, info)
 
 
 def export_qat(checkpoint: str | os.PathLike, out: str | os.PathLike, base: str = "published-int8",
@@ -481,8 +482,7 @@ def export_qat(checkpoint: str | os.PathLike, out: str | os.PathLike, base: str 
     onnx = {s: store.onnx_path(base, s).read_bytes() for s in store.STAGES}
     states[stage], onnx[stage] = float_state(net), to_qdq_onnx(net)
     models = {**base_info["models"], stage: net.spec.name}
-    kwargs = {**base_info.get("model_kwargs", {}), stage: {k: list(v) if isinstance(v, tuple) else v
-                                                          for k, v in net.overrides.items()}}
+    kwargs = {**base_info.get("model_kwargs", {}), stage: overrides_json(net.overrides)}
     int8_stages = sorted(set(base_info.get("int8_stages", store.STAGES if base_info.get("int8") else ())) | {stage},
                          key=store.STAGES.index)
     info = {"name": Path(out).name, "models": models, "int8": True, "int8_stages": int8_stages,

@@ -9,6 +9,12 @@ import cv2
 import numpy as np
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+
+
+def image_files(root: str | os.PathLike, exts: frozenset[str] = IMAGE_EXTS) -> list[Path]:
+    """Files under ``root`` (recursively) whose suffix is in ``exts``, sorted: the same order every run."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
 def decode(data: bytes, what: str = "bytes") -> np.ndarray:

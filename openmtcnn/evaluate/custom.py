@@ -34,10 +34,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from openmtcnn.detect.boxes import iou_matrix
+from openmtcnn.detect.image import IMAGE_EXTS, image_files
 from openmtcnn.evaluate.ap import voc_ap
 from openmtcnn.fileio import atomic_write_bytes
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 BOX_FORMATS = ("xyxy", "xywh")
 
 
@@ -471,7 +471,7 @@ def load_yolo(images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
     for p, what in ((root, "images"), (labels, "labels")):
         if not p.is_dir():
             raise FileNotFoundError(f"YOLO {what} folder not found: {p}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = image_files(root)
     if not files:
         raise ValueError(f"{root}: no images ({', '.join(sorted(IMAGE_EXTS))})")
     wanted = None if classes is None else np.array([int(c) for c in classes], np.float64)

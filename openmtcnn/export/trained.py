@@ -5,6 +5,7 @@ from pathlib import Path
 
 from openmtcnn import weights as store
 from openmtcnn.export.onnx import to_onnx_bytes
+from openmtcnn.models.registry import overrides_json
 from openmtcnn.train.trainer import load_trained
 
 
@@ -26,7 +27,7 @@ def export_trained(checkpoints: dict[str, str | Path], out: str | Path, base: st
             states[stage] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
             onnx[stage] = to_onnx_bytes(net)
             models[stage], sources[stage] = net.spec.name, str(checkpoints[stage])
-            kwargs[stage] = {k: list(v) if isinstance(v, tuple) else v for k, v in net.overrides.items()}
+            kwargs[stage] = overrides_json(net.overrides)
         else:
             states[stage] = store.load_state(base, stage)
             onnx[stage] = store.onnx_path(base, stage).read_bytes()

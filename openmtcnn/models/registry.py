@@ -77,6 +77,11 @@ def model_overrides(kwargs: dict | None) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
 
 
+def overrides_json(kwargs: dict | None) -> dict:
+    """Registry overrides as JSON values for checkpoints and manifests: tuples become lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in (kwargs or {}).items()}
+
+
 def create_model(name: str, **overrides: Any):
     """Build the torch module of a registered variant (needs torch)."""
     spec = model_spec(name)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from openmtcnn.fileio import atomic_write, atomic_write_bytes
-from openmtcnn.models.registry import create_model, model_overrides, model_spec
+from openmtcnn.models.registry import create_model, model_overrides, model_spec, overrides_json
 from openmtcnn.progress import progress
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, TASK_WEIGHTS, mtcnn_loss
 
@@ -123,7 +123,7 @@ def config_dict(cfg: TrainConfig) -> dict:
     """The config as plain JSON-able values (tuples as lists), stored in checkpoints."""
     d = asdict(cfg)
     d["mix"] = list(cfg.mix)
-    d["model_kwargs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.model_kwargs.items()}
+    d["model_kwargs"] = overrides_json(cfg.model_kwargs)
     return d
 
 

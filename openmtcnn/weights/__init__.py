@@ -51,23 +51,37 @@ def onnx_path(name: str | os.PathLike, stage: str) -> Path:
 
 
 def load_state(name: str | os.PathLike, stage: str) -> dict[str, np.ndarray]:
-    """One stage's parameters as NumPy arrays (pickle-free npz)."""
-    with np.load(weights_dir(name) / "torch.npz", allow_pickle=False) as z:
+    """One stage's parameters as NumPy arrays (pickle-free npz).
+
+    A set without its own npz names the float set it was made from (``float_weights``, e.g.
+    an int8 set quantised from ``published``): its parameters are those, not a second copy.
+    """
+    folder = weights_dir(name)
+    if not (folder / "torch.npz").is_file() and "float_weights" in manifest(folder):
+        return load_state(manifest(folder)["float_weights"], stage)
+    with np.load(folder / "torch.npz", allow_pickle=False) as z:
         prefix = f"{stage}/"
         return {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
 
 
-def save_weight_set(folder: str | os.PathLike, states: dict[str, dict[str, np.ndarray]],
+def save_weight_set(folder: str | os.PathLike, states: dict[str, dict[str, np.ndarray]] | None,
                     onnx: dict[str, bytes], info: dict) -> Path:
-    """Write a complete weight set atomically, file by file (manifest last)."""
+    """Write a complete weight set atomically, file by file (manifest last).
+
+    ``states=None`` writes no npz: ``info["float_weights"]`` must then name the set holding them.
+    """
     folder = Path(folder)
-    flat = {f"{stage}/{k}": v for stage, sd in states.items() for k, v in sd.items()}
+    if states is None:
+        if "float_weights" not in info:
+            raise ValueError("a weight set without parameters must name its float_weights set")
+    else:
+        flat = {f"{stage}/{k}": v for stage, sd in states.items() for k, v in sd.items()}
 
-    def write_npz(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **flat)
+        def write_npz(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **flat)
 
-    atomic_write(folder / "torch.npz", write_npz)
+        atomic_write(folder / "torch.npz", write_npz)
     for stage, data in onnx.items():
         atomic_write_bytes(folder / f"{stage}.onnx", data)
     atomic_write_bytes(folder / "manifest.json", (json.dumps(info, indent=2) + "\n").encode())
