@@ -14,14 +14,12 @@ def calibration_images(folder: str | None, limit: int) -> list[Path]:
     """Up to ``limit`` photos of a folder (searched recursively, sorted: deterministic); default the sample."""
     if folder is None:
         return [ASSET]
-    from openmtcnn.detect.image import image_files
+    from openmtcnn.detect.image import folder_images
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise UsageError(f"--calib folder not found: {folder}")
-    found = image_files(root)
-    if not found:
-        raise UsageError(f"no images in --calib folder {folder}")
+    try:
+        found = folder_images(folder)
+    except ValueError as e:
+        raise UsageError(f"--calib: {e}") from None
     step = max(1, len(found) // limit)  # spread over the folder (its events), not its first ones
     return found[::step][:limit]
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openmtcnn import weights as store
-from openmtcnn.detect.image import IMAGE_EXTS, image_files
+from openmtcnn.detect.image import folder_images
 from openmtcnn.models.nets import MEAN, SCALE
 from openmtcnn.models.registry import overrides_json
 
@@ -292,12 +292,7 @@ def calibrate(net: nn.Module, batches: Iterable, method: str = "minmax", percent
 
 def calibration_images(folder: str | os.PathLike, count: int | None = None) -> list[Path]:
     """``count`` images spread evenly over the sorted files under ``folder`` (all when None)."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"calibration folder not found: {root}")
-    files = image_files(root)
-    if not files:
-        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}")
+    files = folder_images(folder)
     if count is None or count >= len(files):
         return files
     return [files[i] for i in np.unique(np.linspace(0, len(files) - 1, max(count, 1)).round().astype(int))]

@@ -17,6 +17,17 @@ def image_files(root: str | os.PathLike, exts: frozenset[str] = IMAGE_EXTS) -> l
     return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
+def folder_images(folder: str | os.PathLike) -> list[Path]:
+    """``image_files`` of a folder that must exist and hold images (ValueError saying which is wrong)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"image folder not found: {root}")
+    files = image_files(root)
+    if not files:
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}")
+    return files
+
+
 def decode(data: bytes, what: str = "bytes") -> np.ndarray:
     buf = np.frombuffer(data, np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
