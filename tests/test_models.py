@@ -192,3 +192,45 @@ def test_reexport_any_variant(name):
     assert len(got) == len(want) == 2 + has_landmark_head(model)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_runtime_graph_is_the_same_function(name):
+    """for_runtime: no PRelu or Softmax left; PReLU splitting is bit-exact, padding and the
+    one-logit face head agree to float rounding, for every variant, with slopes of both signs."""
+    import onnx
+
+    from openmtcnn.export.onnx import pad_channels, split_prelus, to_onnx_bytes
+
+    torch.manual_seed(2)
+    model = create_model(name).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.PReLU):
+            m.weight.data.uniform_(-1.5, 1.5)
+    size = model_spec(name).input_size
+    x = random_images((5, 3, size + 7 * (size == 12), size + 9 * (size == 12)), seed=6)
+    plain = _session(to_onnx_bytes(model, optimize=False)).run(None, {"image": x})
+    split = _session(to_onnx_bytes(split_prelus(model), optimize=False)).run(None, {"image": x})
+    for a, b in zip(plain, split):
+        np.testing.assert_array_equal(a, b)
+    if name == "rnet":  # 28 -> 32 channels after the first convolution, and the next one reads 32
+        first, second = [m for m in pad_channels(model).body if isinstance(m, torch.nn.Conv2d)][:2]
+        assert first.out_channels == second.in_channels == 32
+    data = to_onnx_bytes(model)
+    assert not {"PRelu", "Softmax"} & {n.op_type for n in onnx.load_from_string(data).graph.node}
+    for a, b in zip(plain, _session(data).run(None, {"image": x})):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=0)
+
+
+def test_shipped_onnx_files_are_runtime_graphs():
+    import onnx
+
+    from openmtcnn.weights import available_weights, manifest, onnx_path
+
+    for name in available_weights():
+        if manifest(name).get("int8"):
+            continue
+        for stage in STAGES:
+            ops = {n.op_type for n in onnx.load(str(onnx_path(name, stage))).graph.node}
+            assert not {"PRelu", "Softmax"} & ops, (name, stage)

@@ -348,7 +348,7 @@ def to_qdq_onnx(net: nn.Module) -> bytes:
     for name, layer in layers.items():
         if any(int(a.steps) == 0 and not bool(a.frozen) for a in layer.quantisers()):
             raise ValueError(f"layer {name} has no activation range yet: calibrate or train the net first")
-    model = onnx.load_from_string(to_onnx_bytes(strip_qat(net)))
+    model = onnx.load_from_string(to_onnx_bytes(strip_qat(net), optimize=False))
     graph = model.graph
     image = graph.input[0].name
     nodes, inits, shared = [], [], {}

@@ -25,8 +25,8 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
               device: str | None = "auto") -> Nets:
     """The three nets of a weight set.
 
-    "auto" runs P-Net on OpenCV DNN and R-Net/O-Net on ONNX Runtime when on the CPU (the
-    fastest pairing measured), and everything on ONNX Runtime's CUDA provider on a GPU.
+    "auto" runs all three on ONNX Runtime: its CPU provider (the fastest engine measured for the
+    exported graphs, see ``export.onnx.for_runtime``), or its CUDA provider on a GPU.
     Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
     """
     if backend not in BACKENDS:
@@ -41,15 +41,11 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
         return Nets(nets, {s: "torch" for s in nets})
     from openmtcnn.runtime.onnx import OrtNet, providers_for
 
-    on_gpu = providers_for(device)[0] == "CUDAExecutionProvider"
+    providers_for(device)  # an unknown or missing device fails here, before any loading
     if threads:
         import cv2
         cv2.setNumThreads(int(threads))  # OpenCV's pool is process-wide (resizing, DNN)
-    engines = {s: "onnx" for s in store.STAGES}
-    if backend == "opencv" or (backend == "auto" and not on_gpu and not int8):
-        engines["pnet"] = "opencv"
-    if backend == "opencv":
-        engines = {s: "opencv" for s in store.STAGES}
+    engines = {s: "opencv" if backend == "opencv" else "onnx" for s in store.STAGES}
     nets = {}
     for stage, engine in engines.items():
         path = store.onnx_path(weights, stage)

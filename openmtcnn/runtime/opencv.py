@@ -1,4 +1,4 @@
-"""A net on OpenCV's DNN module: on CPUs it runs the fully convolutional P-Net fastest."""
+"""A net on OpenCV's DNN module: ``backend="opencv"``, for machines without ONNX Runtime's speed."""
 from __future__ import annotations
 
 import cv2
