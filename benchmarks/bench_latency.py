@@ -3,7 +3,9 @@
 Two frames are composed deterministically from the WIDER FACE val subset: a 640x480 crop of one
 photo with a handful of faces, and a 1920x1080 3x2 tiling of six photos. Every detector runs on
 the same frames, at each thread count, with warm-up runs first; one timed sample is one call of
-the detector's own detect function on an already decoded image.
+the detector's own detect function on an already decoded image. Throughput: the first 32 val
+photos (ground-truth file order) fitted to 640x480, as one ``detect(list)`` call for openmtcnn
+and a loop for YuNet (it has no list API), in frames per second.
 
     .venv/bin/python benchmarks/bench_latency.py --data ../shared/data --out runs/bench.json
 """
@@ -33,6 +35,7 @@ YUNET_FILE = "peers/yunet/face_detection_yunet_2023mar.onnx"
 VAL_IMAGES = "widerface/WIDER_val/images"
 VAL_GT = "widerface/wider_face_split/wider_face_val_bbx_gt.txt"
 SMALL_FRAME, LARGE_FRAME = (640, 480), (1920, 1080)
+BATCH = 32  # frames in the throughput case
 TILES = (3, 2)  # columns, rows of the large frame: six 640x540 tiles
 BIG_FACE = 20  # px: a gt face counts as "big" when the shorter side of its box is at least this
 MATCH_IOU = 0.5
@@ -214,6 +217,36 @@ def compose_frames(data: Path) -> tuple[Frame, Frame]:
 
     return (Frame("640x480", render(SMALL_FRAME, [chosen], images_dir), [chosen]),
             Frame("1920x1080", render(LARGE_FRAME, tiles, images_dir), tiles))
+
+
+def compose_batch(data: Path, n: int = BATCH) -> list[np.ndarray]:
+    """The first n val photos with faces, in ground-truth file order, each fitted to 640x480."""
+    images_dir = data / VAL_IMAGES
+    gts = [g for g in read_val_gt(data / VAL_GT) if (images_dir / g.path).is_file() and len(g.boxes)][:n]
+    if len(gts) < n:
+        raise RuntimeError(f"only {len(gts)} val photos with faces found under {images_dir}; {n} needed")
+    return [render(SMALL_FRAME, [place(g, image_size(images_dir / g.path), (0, 0), SMALL_FRAME)], images_dir)
+            for g in gts]
+
+
+def throughput(frames: list[np.ndarray], threads: list[int], args: argparse.Namespace) -> list[dict]:
+    """Frames per second over the whole list: openmtcnn's detect(list) and YuNet frame by frame."""
+    import openmtcnn
+
+    rows = []
+    for t in threads:
+        cv2.setNumThreads(t)
+        det = openmtcnn.MTCNN(threads=t)
+        h, w = frames[0].shape[:2]
+        yunet = cv2.FaceDetectorYN.create(str(args.data / YUNET_FILE), "", (w, h), score_threshold=args.yunet_score)
+        bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
+        runs = {"openmtcnn": lambda: det.detect(frames), "yunet": lambda: [yunet.detect(b) for b in bgr]}
+        for name, run in runs.items():
+            samples = time_calls(run, 1, max(3, args.repeats // 4))
+            fps = len(frames) / (float(np.median(samples)) / 1e3)
+            rows.append({"detector": name, "threads": t, "frames": len(frames), **summarise(samples),
+                         "frames_per_s": round(fps, 1)})
+    return rows
 
 
 # ---- detectors ------------------------------------------------------------------------------
@@ -543,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
               f"min_face={case.min_face_size}", file=sys.stderr, flush=True)
         results.append(run_case(case, frames[case.frame], args))
     ratio_rows = ratios(results)
+    print(f"[throughput] {BATCH} frames of 640x480", file=sys.stderr, flush=True)
+    batch_rows = throughput(compose_batch(args.data), args.threads, args)
 
     report = {
         "benchmark": "openmtcnn detection latency",
@@ -568,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         "peers": peers,
         "results": results,
         "ratios_openmtcnn_over_yunet": ratio_rows,
+        "throughput": batch_rows,
         "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -575,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print_table(results, ratio_rows, frames)
+    print(f"\nthroughput, {BATCH} val photos fitted to 640x480 (openmtcnn: one detect(list) call)")
+    for r in batch_rows:
+        print(f"  {r['detector']:<10} threads {r['threads']}: {r['frames_per_s']:>6.1f} frames/s "
+              f"({r['median_ms']:.0f} ms per {r['frames']} frames)")
     print("peers: " + ", ".join(f"{name} {state}" for name, state in peers.items()))
     print(f"\nwrote {args.out}")
     if args.plot:

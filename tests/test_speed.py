@@ -124,3 +124,38 @@ def test_bench_cli_writes_json(astronaut_path, tmp_path, capsys):
     assert report["size"] == [160, 120] and report["results"][0]["threads"] == 1
     assert "R-Net" in capsys.readouterr().out
     assert main(["bench", "--image", str(astronaut_path), "--size", "big"]) == 2
+
+
+def test_lists_run_on_worker_threads_and_agree(astronaut):
+    images = [astronaut, fit_frame(astronaut, 320, 200), np.zeros((40, 60, 3), np.uint8), astronaut[:, ::-1].copy(),
+              fit_frame(astronaut, 200, 260), astronaut[::2, ::2].copy()]
+    sequential = MTCNN(threads=1)
+    want = sequential.detect(images)
+    assert sequential._pool is None  # one thread: no workers
+    parallel = MTCNN(threads=2)
+    got = parallel.detect(images)
+    assert parallel._pool is not None and parallel._pool[1].nets is not parallel.nets
+    assert len(got) == len(images)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    assert [len(d.boxes) for d in parallel.detect(images)] == [len(d.boxes) for d in got]  # the pool is reused
+
+
+def test_nets_run_big_batches_in_chunks():
+    from openmtcnn.runtime import Nets, make_nets
+
+    nets = make_nets("published", threads=1)
+    crops = np.random.default_rng(3).uniform(0, 255, (13, 3, 24, 24)).astype(np.float32)
+    calls = []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return nets.nets["rnet"](batch)
+
+    chunked = Nets({"rnet": counting}, {"rnet": "onnx"}, chunks={"rnet": 5})
+    got = chunked("rnet", crops)
+    assert calls == [5, 5, 3]
+    for g, w in zip(got, nets.nets["rnet"](crops)):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, atol=1e-5)
