@@ -9,9 +9,9 @@ from openmtcnn import weights as store
 
 BACKENDS = ("auto", "onnx", "opencv", "torch")
 Net = Callable[[np.ndarray], tuple]
-# Crops per net call on a CPU: the activations of a chunk stay in cache. Measured with ONNX Runtime,
-# 2 threads: R-Net 14 us/crop in chunks of 64 against 30 in one batch of 4096; O-Net 83 us/crop
-# in chunks of 32 against 125 (benchmarks/chunk_size.py).
+# Crops per net call on a CPU: the activations of a chunk stay in cache. benchmarks/chunk_size.py,
+# ONNX Runtime, 2 threads, two runs: R-Net 14-15 us/crop in chunks of 64 against 18-30 in one
+# batch of 4096; O-Net 84 us/crop in chunks of 32 against 125-129.
 CPU_CHUNKS = {"rnet": 64, "onet": 32}
 
 
