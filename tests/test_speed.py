@@ -126,20 +126,32 @@ def test_bench_cli_writes_json(astronaut_path, tmp_path, capsys):
     assert main(["bench", "--image", str(astronaut_path), "--size", "big"]) == 2
 
 
-def test_lists_run_on_worker_threads_and_agree(astronaut):
+def test_workers_give_the_answers_of_one_thread(astronaut):
+    """Levels and crops of one image, and the images of a list, spread over workers: same faces."""
     images = [astronaut, fit_frame(astronaut, 320, 200), np.zeros((40, 60, 3), np.uint8), astronaut[:, ::-1].copy(),
               fit_frame(astronaut, 200, 260), astronaut[::2, ::2].copy()]
     sequential = MTCNN(threads=1)
+    assert sequential.workers == 1
     want = sequential.detect(images)
-    assert sequential._pool is None  # one thread: no workers
-    parallel = MTCNN(threads=2)
-    got = parallel.detect(images)
-    assert parallel._pool is not None and parallel._pool[1].nets is not parallel.nets
-    assert len(got) == len(images)
-    for a, b in zip(want, got):
-        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
-    assert [len(d.boxes) for d in parallel.detect(images)] == [len(d.boxes) for d in got]  # the pool is reused
+    assert sequential._executor is None  # one thread: no workers
+    parallel = MTCNN(threads=3)
+    assert parallel.workers == 3 and MTCNN(threads=3, backend="opencv").workers == 1
+    for got in (parallel.detect(images), [parallel.detect(im) for im in images]):
+        assert len(got) == len(images)
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+            np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+    assert parallel._executor is not None
+
+
+def test_balanced_groups_split_levels_by_area():
+    from openmtcnn.detect.cascade import balanced_groups
+
+    assert balanced_groups([], 2) == []
+    assert balanced_groups([4.0, 2.0, 1.0, 0.5], 1) == [[0, 1, 2, 3]]
+    groups = balanced_groups([0.36, 0.18, 0.09, 0.045, 0.02], 2)
+    assert sorted(k for g in groups for k in g) == [0, 1, 2, 3, 4] and groups[0] == [0]
 
 
 def test_nets_run_big_batches_in_chunks():

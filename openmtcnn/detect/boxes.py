@@ -147,18 +147,35 @@ def integral_image(image: np.ndarray) -> np.ndarray:
     return cv2.integral(image, sdepth=cv2.CV_64F)
 
 
-def area_resize(integral: np.ndarray, width: int, height: int) -> np.ndarray:
+def area_resize(integral: np.ndarray, width: int, height: int, channels_first: bool = False) -> np.ndarray:
     """The whole image resized to width x height by area averaging (as cv2.INTER_AREA), float32.
 
-    Costs in proportion to the output, not the input: every pyramid level reads the one
-    integral image instead of the full-resolution picture.
+    Returns (height, width, C), or (C, height, width) with ``channels_first``. Costs in
+    proportion to the output, not the input: every pyramid level reads the one integral image
+    instead of the full-resolution picture.
     """
     h, w = integral.shape[0] - 1, integral.shape[1] - 1
     xs = np.round(np.arange(width + 1) * (w / width) * REMAP_STEPS) / REMAP_STEPS
     ys = np.round(np.arange(height + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
     s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
-    sums = s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]
-    return (sums / (np.diff(ys)[:, None, None] * np.diff(xs)[None, :, None])).astype(np.float32)
+    inverse_cell = (1 / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
+    return _cell_means(s[None], inverse_cell[None], channels_first)[0]
+
+
+def _cell_means(s: np.ndarray, inverse_cell: np.ndarray, channels_first: bool) -> np.ndarray:
+    """Means of the cells between samples of an integral image: s (N, A+1, B+1, C) -> (N, A, B, C).
+
+    The differences are exact in float64 and the result is float32, written straight into the
+    channels-first layout when asked (one pass instead of a transpose copy afterwards).
+    """
+    sums = np.diff(np.diff(s, axis=1), axis=2)
+    if channels_first:
+        out = np.empty((sums.shape[0], sums.shape[3], sums.shape[1], sums.shape[2]), np.float32)
+        np.multiply(sums.transpose(0, 3, 1, 2), inverse_cell[:, None], out=out, casting="unsafe")
+        return out
+    out = np.empty(sums.shape, np.float32)
+    np.multiply(sums, inverse_cell[..., None], out=out, casting="unsafe")
+    return out
 
 
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int, channels_first: bool = False,
@@ -171,15 +188,20 @@ def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int, channels_first:
     calls over all crops; remap places samples on a 1/32-pixel grid, so area cells move by
     up to 1/64 pixel (each output is still the exact mean of its cell).
     """
-    out = np.zeros((len(boxes), size, size, image.shape[2]), np.float32)
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     shrink = side >= size
+    if shrink.all() and len(boxes):
+        integral = integral_image(image) if integral is None else integral
+        return _area_resize(integral, boxes, size, channels_first)
+    c = image.shape[2]
+    out = np.zeros((len(boxes), c, size, size) if channels_first else (len(boxes), size, size, c), np.float32)
     if shrink.any():
         integral = integral_image(image) if integral is None else integral
-        out[shrink] = _area_resize(integral, boxes[shrink], size)
+        out[shrink] = _area_resize(integral, boxes[shrink], size, channels_first)
     if (~shrink).any():
-        out[~shrink] = _bilinear_resize(image.astype(np.float32), boxes[~shrink], size)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if channels_first else out
+        small = _bilinear_resize(image.astype(np.float32), boxes[~shrink], size)
+        out[~shrink] = small.transpose(0, 3, 1, 2) if channels_first else small
+    return out
 
 
 REMAP_STEPS = 32  # cv2.remap's INTER_LINEAR places samples on a 1/32-pixel grid
@@ -200,7 +222,7 @@ def _sample(src: np.ndarray, ys: np.ndarray, xs: np.ndarray, border: int) -> np.
     return out
 
 
-def _area_resize(integral: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def _area_resize(integral: np.ndarray, boxes: np.ndarray, size: int, channels_first: bool = False) -> np.ndarray:
     """Mean of the image over each output cell, from the integral image (zero outside the image)."""
     t = np.arange(size + 1) / size
     # Cell edges on remap's own 1/32-pixel grid, so that each output is the exact mean of its cell.
@@ -208,9 +230,8 @@ def _area_resize(integral: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     ys = np.round((boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * REMAP_STEPS) / REMAP_STEPS
     # Past the border the integral stays constant: replicating it adds nothing, as zeros would.
     s = _sample(integral, ys, xs, cv2.BORDER_REPLICATE)
-    sums = s[:, 1:, 1:] - s[:, :-1, 1:] - s[:, 1:, :-1] + s[:, :-1, :-1]
-    cell = np.diff(ys, axis=1)[:, :, None, None] * np.diff(xs, axis=1)[:, None, :, None]
-    return sums / np.maximum(cell, 1.0 / REMAP_STEPS**2)
+    cell = np.diff(ys, axis=1)[:, :, None] * np.diff(xs, axis=1)[:, None, :]
+    return _cell_means(s, (1 / np.maximum(cell, 1.0 / REMAP_STEPS**2)).astype(np.float32), channels_first)
 
 
 def _bilinear_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The MTCNN cascade: P-Net over an image pyramid, then R-Net and O-Net on batched crops."""
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 import os
@@ -90,7 +89,7 @@ class MTCNN:
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
                  weights: str = "published", backend: str = "auto", threads: int | None = None,
                  device: str | None = "auto", batch_size: int = 32):
-        from openmtcnn.runtime import make_nets
+        from openmtcnn.runtime import make_nets, runs_concurrently
 
         check_settings(min_face_size, scale_factor, thresholds, nms_thresholds)
         self.min_face_size, self.scale_factor = float(min_face_size), float(scale_factor)
@@ -102,12 +101,14 @@ class MTCNN:
         self.batch_size = int(batch_size)
         self.stage_times: dict[str, float] | None = None  # set to {} to collect seconds per stage
         self.traces: list[dict[str, np.ndarray]] | None = None  # set to [] to keep every stage's boxes
-        self.nets = make_nets(weights, backend=backend, threads=threads, device=device)
+        # On a CPU with ONNX Runtime, `threads` workers share single-threaded nets: the NumPy and
+        # OpenCV work between net calls runs in parallel too. Other engines use threads inside each net.
+        self.workers = max(1, int(threads or os.cpu_count() or 1)) if runs_concurrently(backend, device) else 1
+        self.nets = make_nets(weights, backend=backend, threads=1 if self.workers > 1 else threads, device=device)
         if threads:
             import cv2
             cv2.setNumThreads(int(threads))  # OpenCV's pool is process-wide (pyramid, crops, DNN)
-        self.backend, self.device, self.threads = backend, device, threads
-        self._pool: tuple[ThreadPoolExecutor, MTCNN] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     # ---- stages -------------------------------------------------------------------------------
     def _tick(self, name: str, start: float) -> float:
@@ -117,19 +118,28 @@ class MTCNN:
             self.stage_times[name] = self.stage_times.get(name, 0.0) + now - start
         return now
 
-    def propose(self, image: np.ndarray, integral: np.ndarray) -> Candidates:
-        """P-Net on every pyramid scale; NMS within each scale, then across scales."""
+    def _map(self, fn, parts: list) -> list:
+        """``fn`` over ``parts``, on the worker threads when there are several parts."""
+        if len(parts) <= 1:
+            return [fn(p) for p in parts]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="openmtcnn")
+        return list(self._executor.map(fn, parts))
+
+    def propose(self, image: np.ndarray, integral: np.ndarray, spread: int = 1) -> Candidates:
+        """P-Net on every pyramid scale; NMS within each scale, then across scales.
+
+        ``spread`` > 1 runs the levels on that many workers, in groups of about equal area;
+        the whole parallel section is then timed as the "pnet" stage.
+        """
         h, w = image.shape[:2]
-        found = []
+        scales = pyramid_scales(h, w, self.min_face_size, self.scale_factor)
         t = time.perf_counter()
-        for scale in pyramid_scales(h, w, self.min_face_size, self.scale_factor):
-            resized = B.area_resize(integral, math.ceil(w * scale), math.ceil(h * scale))
-            t = self._tick("pyramid", t)
-            prob, offsets = self.nets("pnet", resized.transpose(2, 0, 1)[None])[:2]
-            t = self._tick("pnet", t)
-            c = pnet_candidates(prob[0], offsets[0], scale, self.thresholds[0])
-            found.append(c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0])))
-            t = self._tick("pnet_nms", t)
+        groups = balanced_groups([s * s for s in scales], spread)
+        tick = self._tick if len(groups) == 1 else (lambda name, start: time.perf_counter())
+        done = self._map(lambda g: [(k, self.propose_level(image, integral, scales[k], tick)) for k in g], groups)
+        found = [c for _, c in sorted(pair for part in done for pair in part)]  # level order, as one by one
+        t = self._tick("pnet", t) if len(groups) > 1 else time.perf_counter()
         if not found:
             return Candidates(np.zeros((0, 4)), np.zeros(0))
         c = Candidates(np.concatenate([f.boxes for f in found]), np.concatenate([f.scores for f in found]))
@@ -137,18 +147,41 @@ class MTCNN:
         self._tick("pnet_nms", t)
         return c
 
+    def propose_level(self, image: np.ndarray, integral: np.ndarray, scale: float, tick) -> Candidates:
+        """One pyramid level: resize, P-Net, candidates above threshold, NMS within the level."""
+        h, w = image.shape[:2]
+        t = time.perf_counter()
+        resized = B.area_resize(integral, math.ceil(w * scale), math.ceil(h * scale), channels_first=True)
+        t = tick("pyramid", t)
+        prob, offsets = self.nets("pnet", resized[None])[:2]
+        t = tick("pnet", t)
+        c = pnet_candidates(prob[0], offsets[0], scale, self.thresholds[0])
+        c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
+        tick("pnet_nms", t)
+        return c
+
     def refine(self, images: Sequence[np.ndarray], integrals: Sequence[np.ndarray], cands: list[Candidates],
-               stage: str) -> list[Candidates]:
-        """R-Net or O-Net on square crops of every image's candidates, in one batch: rescore, regress, NMS."""
+               stage: str, spread: int = 1) -> list[Candidates]:
+        """R-Net or O-Net on square crops of every image's candidates, in one batch: rescore, regress, NMS.
+
+        ``spread`` > 1 (one image) cuts its crops into that many parts, cropped and scored by
+        the workers; the parallel section is then timed as the net's stage.
+        """
         size = 24 if stage == "rnet" else 48
         t = time.perf_counter()
         squares = [B.square(c.boxes) for c in cands]
-        crops = [B.crop_resize(im, sq, size, channels_first=True, integral=s)
-                 for im, s, sq in zip(images, integrals, squares) if len(sq)]
-        if not crops:
+        if not any(len(sq) for sq in squares):
             return cands
-        t = self._tick(f"{stage}_crop", t)
-        outputs = self.nets(stage, np.concatenate(crops))
+        if spread > 1 and len(images) == 1:
+            parts = np.array_split(np.arange(len(squares[0])), min(spread, max(1, len(squares[0]) // 8)))
+            work = lambda idx: self.nets(stage, B.crop_resize(images[0], squares[0][idx], size, channels_first=True,  # noqa: E731
+                                                              integral=integrals[0]))
+            outputs = tuple(np.concatenate(o) for o in zip(*self._map(work, parts)))
+        else:
+            crops = [B.crop_resize(im, sq, size, channels_first=True, integral=s)
+                     for im, s, sq in zip(images, integrals, squares) if len(sq)]
+            t = self._tick(f"{stage}_crop", t)
+            outputs = self.nets(stage, np.concatenate(crops))
         t = self._tick(stage, t)
         splits = np.cumsum([len(sq) for sq in squares])[:-1]
         per_image = zip(*(np.split(o, splits) for o in outputs))
@@ -171,16 +204,19 @@ class MTCNN:
         landmarks = boxes[:, None, 0:2] + wh * rest[0][keep].reshape(-1, 2, 5).transpose(0, 2, 1)
         return Candidates(B.regress(boxes, offsets), scores, landmarks)  # the final NMS comes after
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """The whole cascade on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them."""
+    def detect_batch(self, images: Sequence[np.ndarray], spread: int = 1) -> list[Detections]:
+        """The whole cascade on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them.
+
+        ``spread``: workers that share one image's levels and crops (see ``propose``, ``refine``).
+        """
         t = time.perf_counter()
         integrals = [B.integral_image(im) for im in images]  # one per image: pyramid and crops
         self._tick("pyramid", t)
-        cands = [self.propose(im, s) for im, s in zip(images, integrals)]
+        cands = [self.propose(im, s, spread) for im, s in zip(images, integrals)]
         proposed = cands
-        cands = self.refine(images, integrals, cands, "rnet")
+        cands = self.refine(images, integrals, cands, "rnet", spread)
         refined = cands
-        scored = self.refine(images, integrals, cands, "onet")
+        scored = self.refine(images, integrals, cands, "onet", spread)
         t = time.perf_counter()
         cands = [c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[3], mode="min")) for c in scored]
         out = [finish(c, im.shape[1], im.shape[0]) for c, im in zip(cands, images)]
@@ -198,35 +234,16 @@ class MTCNN:
         one batch. An image that cannot be read raises; decode beforehand to skip bad files.
         """
         if isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
-            workers = self.threads or os.cpu_count() or 1
-            parallel = (workers > 1 and len(images) > 1 and not self.nets.on_gpu
-                        and self.stage_times is None and self.traces is None)
-            step = min(self.batch_size, WORKER_CHUNK) if parallel else self.batch_size
+            # Several workers: each takes a few whole images; otherwise chunks of batch_size.
+            step = min(self.batch_size, WORKER_CHUNK) if self.workers > 1 else self.batch_size
             chunks = [images[start:start + step] for start in range(0, len(images), step)]
-            if not parallel:
-                return [d for chunk in chunks for d in self.detect_batch([to_rgb(im) for im in chunk])]
-            pool, worker = self.worker_pool(workers)
-            done = pool.map(lambda chunk: worker.detect_batch([to_rgb(im) for im in chunk]), chunks)
+            done = self._map(lambda chunk: self.detect_batch([to_rgb(im) for im in chunk]), chunks)
             return [d for part in done for d in part]
-        return self.detect_batch([to_rgb(images)])[0]
-
-    def worker_pool(self, workers: int) -> tuple[ThreadPoolExecutor, "MTCNN"]:
-        """Threads for ``detect(list)`` and a twin detector whose nets run single-threaded.
-
-        On a CPU, images in parallel beat threads inside each net: the NumPy and OpenCV work
-        between net calls is single-threaded (32 VGA frames on 2 cores: 53 frames/s against 40).
-        """
-        if self._pool is None:
-            from openmtcnn.runtime import make_nets
-
-            worker = copy.copy(self)
-            worker.nets = make_nets(self.weights, backend=self.backend, threads=1, device=self.device)
-            self._pool = (ThreadPoolExecutor(workers, thread_name_prefix="openmtcnn"), worker)
-        return self._pool
+        return self.detect_batch([to_rgb(images)], self.workers)[0]
 
     def detect_faces(self, image: ImageLike) -> list[dict]:
         """Faces as the ``mtcnn`` package gives them: box [x, y, w, h], confidence, keypoints."""
-        return to_dicts(self.detect_batch([to_rgb(image)])[0])
+        return to_dicts(self.detect_batch([to_rgb(image)], self.workers)[0])
 
 
 def finish(c: Candidates, width: int, height: int) -> Detections:
@@ -237,6 +254,17 @@ def finish(c: Candidates, width: int, height: int) -> Detections:
     landmarks = np.clip(c.landmarks[order], 0, [width, height])
     return Detections(B.clip(c.boxes[order], width, height).astype(np.float32), c.scores[order].astype(np.float32),
                       landmarks.astype(np.float32))
+
+
+def balanced_groups(weights: Sequence[float], n: int) -> list[list[int]]:
+    """Indices of ``weights`` in at most ``n`` groups of about equal total, heaviest first (LPT)."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(n, len(weights))))]
+    totals = [0.0] * len(groups)
+    for k in sorted(range(len(weights)), key=lambda k: -weights[k]):
+        g = totals.index(min(totals))
+        groups[g].append(k)
+        totals[g] += weights[k]
+    return [g for g in groups if g]
 
 
 def to_dicts(d: Detections) -> list[dict]:

@@ -23,7 +23,6 @@ class Nets:
 
     def __init__(self, nets: dict[str, Net], engines: dict[str, str], chunks: dict[str, int] | None = None):
         self.nets, self.engines, self.chunks = nets, engines, chunks or {}
-        self.on_gpu = chunks is None  # CPU nets always run in chunks
 
     def __call__(self, stage: str, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         chunk = self.chunks.get(stage, 0)
@@ -31,6 +30,16 @@ class Nets:
             return self.nets[stage](batch)
         parts = [self.nets[stage](batch[i:i + chunk]) for i in range(0, len(batch), chunk)]
         return tuple(np.concatenate(outs) for outs in zip(*parts))
+
+
+def runs_concurrently(backend: str = "auto", device: str | None = "auto") -> bool:
+    """Whether one set of nets may serve several threads at once: ONNX Runtime on the CPU.
+
+    (An OpenCV DNN net keeps its input between calls; GPUs batch instead.)
+    """
+    from openmtcnn.runtime.onnx import providers_for
+
+    return backend in ("auto", "onnx") and providers_for(device)[0] == "CPUExecutionProvider"
 
 
 def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int | None = None,
