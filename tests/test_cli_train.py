@@ -11,6 +11,11 @@ def test_usage_errors(tmp_path, capsys):
     assert "sample set" in capsys.readouterr().err
     assert main(["data", "pnet", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "wider_face_train_bbx_gt.txt" in capsys.readouterr().err
+    # --epochs: three numbers only for 'all', checked before any sample is generated
+    assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "4", "2"]) == 2
+    assert "three (P-Net R-Net O-Net)" in capsys.readouterr().err
+    assert main(["train", "rnet", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "4", "2", "1"]) == 2
+    assert "--epochs takes one number" in capsys.readouterr().err
 
 
 def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
@@ -24,15 +29,16 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
 
     out = tmp_path / "pipe"
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
-                 "--out", str(out), "--limit", "12", "--epochs", "1", "--steps", "3", "--batch-size", "32",
+                 "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
                  "--threads", "1"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
     assert report["pnet"]["samples"]["positive"] > 0 and report["pnet"]["samples"]["landmark"] > 0
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
-    for stage in ("pnet", "rnet", "onet"):
-        assert (out / stage / "best.pt").is_file() and (out / stage / "history.json").is_file()
+    for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
+        assert (out / stage / "best.pt").is_file()
+        assert len(json.loads((out / stage / "history.json").read_text())) == epochs
     d = MTCNN(weights=str(out / "weights")).detect(astronaut)  # barely trained, but a working detector
     assert d.boxes.shape[1:] == (4,) and d.landmarks.shape[1:] == (5, 2)
     # the same checkpoints, exported by the shipping command

@@ -190,7 +190,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for threads in args.threads:
         cv2.setNumThreads(threads)
         detector = make_detector(argparse.Namespace(**{**vars(args), "threads": threads}))
-        row = {"name": f"openmtcnn t{threads}", "threads": threads,
+        row = {"name": f"openmtcnn t{threads}", "threads": threads, "workers": detector.workers,
                **bench_mtcnn(detector, frame, args.warmup, args.repeats)}
         if args.yunet:
             y = bench_yunet(args.yunet, frame, args.warmup, args.repeats)
@@ -200,6 +200,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
     print(f"{args.image} at {width}x{height}, min face {args.min_face}, {args.repeats} runs each")
     print(format_table(rows))
+    if any(r.get("workers", 1) > 1 for r in rows):
+        print("with several workers, levels and crops run in parallel: per-level resizing and NMS are timed in "
+              "'pyramid + P-Net', crops in 'R-Net' and 'O-Net'")
     if args.json:
         report = {"image": str(args.image), "size": [width, height], "min_face": args.min_face,
                   "thresholds": list(args.thresholds), "repeats": args.repeats, "results": rows}

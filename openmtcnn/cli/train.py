@@ -71,7 +71,8 @@ def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> 
     from openmtcnn.data import SampleSet
     from openmtcnn.train.trainer import TrainConfig, train
 
-    cfg = TrainConfig(stage=stage, model=stage_model(stage, args), epochs=args.epochs, batch_size=args.batch_size,
+    cfg = TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
+                      batch_size=args.batch_size,
                       lr=args.lr, steps_per_epoch=args.steps, seed=args.seed, device=args.device,
                       threads=args.threads, init=args.init)
     extra = None
@@ -79,6 +80,15 @@ def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> 
         from openmtcnn.compress.distill import distillation_loss
         extra = distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
     return train(SampleSet(data), out, cfg, resume=not args.no_resume, extra_loss=extra)
+
+
+def stage_epochs(stage: str, args: argparse.Namespace) -> int:
+    """--epochs for this stage: one number for every stage, or three (P-Net R-Net O-Net) with 'all'."""
+    epochs = list(args.epochs)
+    if len(epochs) not in ((1, 3) if args.stage == "all" else (1,)) or min(epochs) < 1:
+        wanted = "one number, or three (P-Net R-Net O-Net) with 'all'" if args.stage == "all" else "one number"
+        raise UsageError(f"--epochs takes {wanted} >= 1, got {' '.join(map(str, epochs))}")
+    return epochs[0] if len(epochs) == 1 else epochs[list(SIZES).index(stage)]
 
 
 def stage_model(stage: str, args: argparse.Namespace) -> str | None:
@@ -102,6 +112,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "all":
         return train_all(args)
+    stage_epochs(args.stage, args)
     if not args.data or not (Path(args.data) / "manifest.json").is_file():
         raise UsageError(f"--data must be a sample set folder (with manifest.json): {args.data}")
     result = train_stage(args.stage, Path(args.data), Path(args.out), args)
@@ -115,6 +126,8 @@ def train_all(args: argparse.Namespace) -> int:
     from openmtcnn.export.trained import export_trained
 
     out = Path(args.out)
+    for stage in SIZES:
+        stage_epochs(stage, args)  # a bad --epochs fails now, not after an hour of sample generation
     checkpoints, report = {}, {}
     for stage in ("pnet", "rnet", "onet"):
         t0 = time.perf_counter()
@@ -166,7 +179,8 @@ def register(sub, export, compress) -> None:
     p.add_argument("stage", choices=[*SIZES, "all"])
     p.add_argument("--data", help="sample set folder (pnet: OUT/12 of openmtcnn data)")
     p.add_argument("--out", required=True, help="checkpoints (last.pt, best.pt, history.json); all: everything")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, nargs="+", default=[10],
+                   help="epochs (default 10); for 'all' one number or three (P-Net R-Net O-Net)")
     p.add_argument("--batch-size", type=int, default=384)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--steps", type=int, help="batches per epoch (default: one pass over the positives)")
