@@ -143,6 +143,9 @@ def test_workers_give_the_answers_of_one_thread(astronaut):
             np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
             np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
     assert parallel._executor is not None
+    parallel.traces = []  # traces stay in image order: the list runs on this thread
+    parallel.detect(images)
+    assert [len(t["final"]) for t in parallel.traces] == [len(d.boxes) for d in want]
 
 
 def test_balanced_groups_split_levels_by_area():

@@ -234,10 +234,13 @@ class MTCNN:
         one batch. An image that cannot be read raises; decode beforehand to skip bad files.
         """
         if isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
-            # Several workers: each takes a few whole images; otherwise chunks of batch_size.
-            step = min(self.batch_size, WORKER_CHUNK) if self.workers > 1 else self.batch_size
+            # Several workers: each takes a few whole images; otherwise chunks of batch_size. Stage
+            # timing and traces (shared, in image order) keep the list on this thread.
+            parallel = self.workers > 1 and self.stage_times is None and self.traces is None
+            step = min(self.batch_size, WORKER_CHUNK) if parallel else self.batch_size
             chunks = [images[start:start + step] for start in range(0, len(images), step)]
-            done = self._map(lambda chunk: self.detect_batch([to_rgb(im) for im in chunk]), chunks)
+            run = lambda chunk: self.detect_batch([to_rgb(im) for im in chunk])  # noqa: E731
+            done = self._map(run, chunks) if parallel else [run(chunk) for chunk in chunks]
             return [d for part in done for d in part]
         return self.detect_batch([to_rgb(images)], self.workers)[0]
 
