@@ -46,3 +46,12 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     shipped = manifest(tmp_path / "shipped")
     assert shipped["models"] == manifest(out / "weights")["models"] and "openmtcnn export trained" in shipped["note"]
     assert main(["export", "trained", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_data_random_gives_positives_and_parts_to_join(data_dir, tmp_path):
+    from openmtcnn.data.store import SampleSet
+
+    assert main(["data", "rnet", "--random", "--wider", str(data_dir / "widerface"), "--out", str(tmp_path / "r"),
+                 "--limit", "3"]) == 0
+    counts = SampleSet(tmp_path / "r" / "24").counts()
+    assert counts["positive"] > 0 and counts["part"] > 0 and counts["negative"] == counts["landmark"] == 0

@@ -206,3 +206,30 @@ def test_torchrun_with_two_processes(tmp_path):
     history = json.loads((tmp_path / "ddp" / "history.json").read_text())
     assert [e["epoch"] for e in history] == [1, 2]
     assert load_trained(tmp_path / "ddp" / "best.pt").heads.landmarks is not None
+
+
+def test_sample_sets_join_and_train_together(tmp_path, capsys):
+    """Several folders of one crop size read as one set (mined + random crops); sizes must match."""
+    from openmtcnn.cli.main import main
+    from openmtcnn.data.store import SampleSet
+
+    a, b = ToySamples(n=60, size=24, seed=1), ToySamples(n=42, size=24, seed=2)
+    a.save(tmp_path / "a"), b.save(tmp_path / "b")
+    joined = SampleSet(tmp_path / "a", tmp_path / "b")
+    assert len(joined) == 102 and joined.size == 24 and joined.complete
+    assert joined.counts() == {k: v + SampleSet(tmp_path / "b").counts()[k]
+                               for k, v in SampleSet(tmp_path / "a").counts().items()}
+    idx = np.array([101, 0, 59, 60, 7])
+    got = joined[idx]
+    for n, (src, i) in enumerate([(b, 41), (a, 0), (a, 59), (b, 0), (a, 7)]):
+        np.testing.assert_array_equal(got.images[n], src.images[i])
+        assert got.kind[n] == src.kind[i]
+    ToySamples(n=30, size=12).save(tmp_path / "c")
+    with pytest.raises(ValueError, match="crop sizes"):
+        SampleSet(tmp_path / "a", tmp_path / "c")
+    out = tmp_path / "run"
+    assert main(["train", "rnet", "--data", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                 "--epochs", "1", "--steps", "2", "--batch-size", "16", "--threads", "1"]) == 0
+    assert (out / "best.pt").is_file()
+    assert main(["train", "rnet", "--data", str(tmp_path / "a"), str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "sample set folders" in capsys.readouterr().err

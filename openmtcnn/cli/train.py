@@ -52,13 +52,16 @@ def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[
 
 def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str | None = None) -> dict:
     """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net."""
-    from openmtcnn.data import generate_hard, generate_pnet, read_wider
+    from openmtcnn.data import generate_hard, generate_pnet, generate_random, read_wider
 
     txt, images = wider_paths(args.wider)
     lm_list, lm_images = facepoint_paths(args.landmarks)
     if stage == "pnet":
         return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
                              limit=args.limit)
+    if getattr(args, "random", False):  # positives and parts only, to join with a mined set (train --data A B)
+        return generate_random(txt, images, None, None, out, size=SIZES[stage], seed=args.seed,
+                               workers=args.workers, limit=args.limit, negatives=0, near=0)
     if weights is None:
         raise UsageError(f"{stage} samples are mined with trained earlier stages: pass --weights")
     pictures = [(w.path, w.boxes) for w in read_wider(txt, images)]
@@ -67,7 +70,7 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
                          facepoint_images=lm_images, workers=args.workers)
 
 
-def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> dict:
+def train_stage(stage: str, data: Path | list[Path], out: Path, args: argparse.Namespace) -> dict:
     from openmtcnn.data import SampleSet
     from openmtcnn.train.trainer import TrainConfig, train
 
@@ -79,7 +82,8 @@ def train_stage(stage: str, data: Path, out: Path, args: argparse.Namespace) -> 
     if args.teacher:
         from openmtcnn.compress.distill import distillation_loss
         extra = distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
-    return train(SampleSet(data), out, cfg, resume=not args.no_resume, extra_loss=extra)
+    folders = data if isinstance(data, list) else [data]
+    return train(SampleSet(*folders), out, cfg, resume=not args.no_resume, extra_loss=extra)
 
 
 def stage_epochs(stage: str, args: argparse.Namespace) -> int:
@@ -113,9 +117,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "all":
         return train_all(args)
     stage_epochs(args.stage, args)
-    if not args.data or not (Path(args.data) / "manifest.json").is_file():
-        raise UsageError(f"--data must be a sample set folder (with manifest.json): {args.data}")
-    result = train_stage(args.stage, Path(args.data), Path(args.out), args)
+    for folder in args.data or [None]:
+        if not folder or not (Path(folder) / "manifest.json").is_file():
+            raise UsageError(f"--data must be sample set folders (with manifest.json): {folder}")
+    result = train_stage(args.stage, [Path(f) for f in args.data], Path(args.out), args)
     last = result["history"][-1] if result["history"] else {}
     print(json.dumps({k: last[k] for k in last if k.startswith("val_")}, indent=1))
     return 0
@@ -172,12 +177,16 @@ def register(sub, export, compress) -> None:
     p.add_argument("stage", choices=list(SIZES))
     p.add_argument("--out", required=True, help="folder; the set goes to OUT/12, OUT/24 or OUT/48")
     p.add_argument("--weights", help="rnet/onet: weight set whose earlier stages propose the crops")
+    p.add_argument("--random", action="store_true",
+                   help="rnet/onet: jittered squares around the faces instead (positives and parts only), "
+                        "to train on together with the mined set")
     common(p)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a net on a sample set, or the whole cascade (all)")
     p.add_argument("stage", choices=[*SIZES, "all"])
-    p.add_argument("--data", help="sample set folder (pnet: OUT/12 of openmtcnn data)")
+    p.add_argument("--data", nargs="+", help="sample set folder(s) of one crop size, joined (pnet: OUT/12 of "
+                   "openmtcnn data; rnet: e.g. mined OUT/24 plus a --random OUT/24)")
     p.add_argument("--out", required=True, help="checkpoints (last.pt, best.pt, history.json); all: everything")
     p.add_argument("--epochs", type=int, nargs="+", default=[10],
                    help="epochs (default 10); for 'all' one number or three (P-Net R-Net O-Net)")

@@ -102,27 +102,32 @@ def record_shard(folder: str | Path, manifest: dict, index: int, kind: np.ndarra
 
 
 class SampleSet:
-    """The finished shards of one sample set as one indexable collection (memory-mapped, opened lazily).
+    """The finished shards of one or more sample sets as one indexable collection (memory-mapped,
+    opened lazily). Several folders of one crop size join into one set, e.g. mined hard examples
+    plus random crops.
 
     >>> s = SampleSet("samples/12"); images, kind, box, landmarks = s[np.arange(256)]
     """
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        manifest = read_manifest(self.folder)
-        if manifest is None:
-            raise FileNotFoundError(f"no sample set here (missing {self.folder / MANIFEST})")
-        self.manifest = manifest
-        self.size = int(manifest["settings"]["size"])
-        self.complete = bool(manifest.get("complete"))
-        self.shards = [s for s in manifest["shards"] if s["count"] > 0]
+    def __init__(self, folder: str | Path, *more: str | Path):
+        folders = [Path(folder), *map(Path, more)]
+        manifests = [read_manifest(f) for f in folders]
+        for f, m in zip(folders, manifests):
+            if m is None:
+                raise FileNotFoundError(f"no sample set here (missing {f / MANIFEST})")
+        sizes = sorted({int(m["settings"]["size"]) for m in manifests})
+        if len(sizes) != 1:
+            raise ValueError(f"sample sets of different crop sizes {sizes} cannot be joined")
+        self.folder, self.manifest, self.size = folders[0], manifests[0], sizes[0]
+        self.complete = all(bool(m.get("complete")) for m in manifests)
+        self.shards = [{**s, "folder": f} for f, m in zip(folders, manifests) for s in m["shards"] if s["count"] > 0]
         self.starts = np.concatenate([[0], np.cumsum([s["count"] for s in self.shards])]).astype(np.int64)
         self._open: dict[int, dict[str, np.ndarray]] = {}
         self.kind = np.concatenate([np.zeros(0, np.int8)] + [self._kind(s) for s in self.shards])
 
     def _kind(self, entry: dict) -> np.ndarray:
         """One shard's kinds read whole (small), checked against the manifest."""
-        file = self.folder / entry["name"] / "kind.npy"
+        file = entry["folder"] / entry["name"] / "kind.npy"
         if not file.is_file():
             raise FileNotFoundError(f"shard file missing: {file}")
         kind = np.load(file)
@@ -134,7 +139,7 @@ class SampleSet:
         """The memory-mapped arrays of shard i, opened on first use."""
         if i not in self._open:
             entry = self.shards[i]
-            path = self.folder / entry["name"]
+            path = entry["folder"] / entry["name"]
             arrays = {}
             for name in FIELDS:
                 file = path / f"{name}.npy"
