@@ -121,6 +121,12 @@ class QuantLayer:
     weight: torch.Tensor
     bias: torch.Tensor
 
+    def adopt(self, layer: nn.Module, **kw) -> "QuantLayer":
+        """Take over ``layer``'s parameters and set up the quantisers (``setup``); returns self."""
+        self.load_state_dict(layer.state_dict())
+        self.setup(**kw)
+        return self
+
     def setup(self, image_input: bool, quant_output: bool, **act) -> None:
         self.image_input, self.enabled = image_input, True
         self.act_in = None if image_input else ActQuant(**act)
@@ -179,11 +185,8 @@ class QConv2d(nn.Conv2d, QuantLayer):
 
     @classmethod
     def wrap(cls, conv: nn.Conv2d, **kw) -> QConv2d:
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                conv.groups, conv.bias is not None, conv.padding_mode)
-        q.load_state_dict(conv.state_dict())
-        q.setup(**kw)
-        return q
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                   conv.groups, conv.bias is not None, conv.padding_mode).adopt(conv, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.quant_weights()
@@ -195,10 +198,7 @@ class QLinear(nn.Linear, QuantLayer):
 
     @classmethod
     def wrap(cls, linear: nn.Linear, **kw) -> QLinear:
-        q = cls(linear.in_features, linear.out_features, linear.bias is not None)
-        q.load_state_dict(linear.state_dict())
-        q.setup(**kw)
-        return q
+        return cls(linear.in_features, linear.out_features, linear.bias is not None).adopt(linear, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.quant_weights()

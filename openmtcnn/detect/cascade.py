@@ -242,11 +242,15 @@ class MTCNN:
             run = lambda chunk: self.detect_batch([to_rgb(im) for im in chunk])  # noqa: E731
             done = self._map(run, chunks) if parallel else [run(chunk) for chunk in chunks]
             return [d for part in done for d in part]
-        return self.detect_batch([to_rgb(images)], self.workers)[0]
+        return self.detect_one(images)
+
+    def detect_one(self, image: ImageLike) -> Detections:
+        """One image, its levels and crops spread over the workers."""
+        return self.detect_batch([to_rgb(image)], self.workers)[0]
 
     def detect_faces(self, image: ImageLike) -> list[dict]:
         """Faces as the ``mtcnn`` package gives them: box [x, y, w, h], confidence, keypoints."""
-        return to_dicts(self.detect_batch([to_rgb(image)], self.workers)[0])
+        return to_dicts(self.detect_one(image))
 
 
 def finish(c: Candidates, width: int, height: int) -> Detections:
