@@ -16,6 +16,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "three (P-Net R-Net O-Net)" in capsys.readouterr().err
     assert main(["train", "rnet", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "4", "2", "1"]) == 2
     assert "--epochs takes one number" in capsys.readouterr().err
+    assert main(["train", "rnet", "--random", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--data MINED RANDOM" in capsys.readouterr().err
 
 
 def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
@@ -30,11 +32,15 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     out = tmp_path / "pipe"
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
-                 "--threads", "1"])
+                 "--threads", "1", "--random"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
     assert report["pnet"]["samples"]["positive"] > 0 and report["pnet"]["samples"]["landmark"] > 0
+    # --random: R-Net and O-Net also see jittered squares around the faces, joined with the mined sets
+    assert "random_samples" not in report["pnet"]
+    for stage in ("rnet", "onet"):
+        assert report[stage]["random_samples"]["positive"] > 0 and report[stage]["random_samples"]["negative"] == 0
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
     for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
         assert (out / stage / "best.pt").is_file()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, mtcnn_loss, ohem_cross_entropy
-from openmtcnn.train.trainer import TrainConfig, epoch_batches, load_trained, split_indices, train
+from openmtcnn.train.trainer import TrainConfig, epoch_batches, load_trained, split_indices, to_tensors, train
 
 
 class ToySamples:
@@ -115,6 +115,31 @@ def test_bad_configs_are_value_errors():
         TrainConfig(stage="pnet", model="onet")
     with pytest.raises(ValueError):
         TrainConfig(stage="pnet", mix=(1, 1))
+    with pytest.raises(ValueError):
+        TrainConfig(stage="pnet", jitter=1.5)
+
+
+def test_flip_mirrors_faces_and_offsets_and_shade_changes_only_pixels():
+    samples = ToySamples(n=6)
+    idx = np.arange(6)
+    images, kind, box, _ = samples[idx]
+    images = images.copy()
+    images[:, :, :6] = 0  # left half dark: mirroring is visible
+    batch = (images, kind, box, samples[idx][3])
+    flip = np.ones(6, bool)
+    x, k, b, _ = to_tensors(batch, torch.device("cpu"), flip)
+    face = kind != LANDMARK  # landmark samples keep their own augmentation
+    assert torch.equal(x[face], torch.from_numpy(images[face][:, :, ::-1].transpose(0, 3, 1, 2).copy()).float())
+    assert torch.equal(x[~face], torch.from_numpy(images[~face].transpose(0, 3, 1, 2).copy()).float())
+    part = np.nonzero(kind == PART)[0][0]
+    assert b[part].tolist() == pytest.approx([-0.2, 0.2, -0.2, 0.2])  # x offsets swap sides and sign
+    same = to_tensors(batch, torch.device("cpu"), shade=np.tile([1.0, 0.0], (6, 1)))[0]
+    assert torch.equal(same, torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float())
+    shade = np.array([[1.0, 300.0], [0.0, 0.0], [2.0, 0.0], [1.0, -10.0], [1.0, 0.0], [1.0, 0.0]])
+    y, k2, b2, _ = to_tensors(batch, torch.device("cpu"), shade=shade)
+    assert (y[0] == 255).all() and (y[1] == 127.5).all() and y.min() >= 0 and y.max() <= 255
+    assert torch.equal(y[3], (same[3] - 10).clamp(0, 255)) and torch.equal(y[4], same[4])
+    assert torch.equal(k2, k) and torch.equal(b2.nan_to_num(), torch.from_numpy(box).nan_to_num())
 
 
 def test_tiny_training_lowers_the_loss(tmp_path):
@@ -145,7 +170,7 @@ class KilledAfter(ToySamples):
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
-    kw = dict(stage="rnet", epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1)
+    kw = dict(stage="rnet", epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1, jitter=0.2)
     train(ToySamples(n=480, size=24, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # 3 train + 1 validation reads per epoch: dies inside epoch 3
         train(KilledAfter(9, n=480, size=24, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)

@@ -50,8 +50,10 @@ def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[
     return propose
 
 
-def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str | None = None) -> dict:
-    """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net."""
+def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str | None = None,
+                 random: bool = False) -> dict:
+    """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net
+    (``random``: jittered squares around the faces for R-Net and O-Net instead)."""
     from openmtcnn.data import generate_hard, generate_pnet, generate_random, read_wider
 
     txt, images = wider_paths(args.wider)
@@ -59,7 +61,7 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
     if stage == "pnet":
         return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
                              limit=args.limit)
-    if getattr(args, "random", False):  # positives and parts only, to join with a mined set (train --data A B)
+    if random:  # positives and parts only, to join with a mined set (train --data A B)
         return generate_random(txt, images, None, None, out, size=SIZES[stage], seed=args.seed,
                                workers=args.workers, limit=args.limit, negatives=0, near=0)
     if weights is None:
@@ -77,7 +79,7 @@ def train_stage(stage: str, data: Path | list[Path], out: Path, args: argparse.N
     cfg = TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
                       batch_size=args.batch_size,
                       lr=args.lr, steps_per_epoch=args.steps, seed=args.seed, device=args.device,
-                      threads=args.threads, init=args.init)
+                      threads=args.threads, init=args.init, jitter=args.jitter)
     extra = None
     if args.teacher:
         from openmtcnn.compress.distill import distillation_loss
@@ -108,7 +110,7 @@ def stage_model(stage: str, args: argparse.Namespace) -> str | None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    summary = make_samples(args.stage, args, Path(args.out), args.weights)
+    summary = make_samples(args.stage, args, Path(args.out), args.weights, random=args.random)
     print(json.dumps({k: v for k, v in summary.items() if k in ("counts", "shards", "bytes", "seconds")}))
     return 0
 
@@ -117,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "all":
         return train_all(args)
     stage_epochs(args.stage, args)
+    if args.random:
+        raise UsageError("--random is for 'train all'; for one net, join sets with --data MINED RANDOM")
     for folder in args.data or [None]:
         if not folder or not (Path(folder) / "manifest.json").is_file():
             raise UsageError(f"--data must be sample set folders (with manifest.json): {folder}")
@@ -127,7 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def train_all(args: argparse.Namespace) -> int:
-    """Samples -> P-Net -> mined samples -> R-Net -> mined samples -> O-Net -> one weight set."""
+    """Samples -> P-Net -> mined samples -> R-Net -> mined samples -> O-Net -> one weight set.
+
+    With ``--random`` R-Net and O-Net also learn from jittered squares around the faces (OUT/random).
+    """
     from openmtcnn.export.trained import export_trained
 
     out = Path(args.out)
@@ -138,10 +145,14 @@ def train_all(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         weights = str(export_trained(checkpoints, out / f"weights_{stage}_mining")) if checkpoints else None
         summary = make_samples(stage, args, out / "samples", weights)
+        data, counts = [out / "samples" / str(SIZES[stage])], {"samples": summary.get("counts")}
+        if args.random and stage != "pnet":
+            counts["random_samples"] = make_samples(stage, args, out / "random", random=True).get("counts")
+            data.append(out / "random" / str(SIZES[stage]))
         t1 = time.perf_counter()
-        result = train_stage(stage, out / "samples" / str(SIZES[stage]), out / stage, args)
+        result = train_stage(stage, data, out / stage, args)
         checkpoints[stage] = out / stage / "best.pt"
-        report[stage] = {"samples": summary.get("counts"), "sample_seconds": round(t1 - t0, 1),
+        report[stage] = {**counts, "sample_seconds": round(t1 - t0, 1),
                          "train_seconds": round(time.perf_counter() - t1, 1),
                          "final": result["history"][-1] if result["history"] else None}
         print(json.dumps({stage: report[stage]}, indent=1))
@@ -195,6 +206,9 @@ def register(sub, export, compress) -> None:
     p.add_argument("--steps", type=int, help="batches per epoch (default: one pass over the positives)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--jitter", type=float, default=0.0,
+                   help="photometric augmentation: contrast and brightness changed by up to this fraction "
+                        "(e.g. 0.2; default 0, off)")
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     p.add_argument("--variant", help="model family to train (published, paper, lite, large-pnet, mcu; "
                    "default: the paper's nets with landmark heads)")
@@ -202,6 +216,8 @@ def register(sub, export, compress) -> None:
     p.add_argument("--init", help="start from a weight set or checkpoint (.pt) instead of random weights")
     p.add_argument("--teacher", help="distil from this weight set's net of the same stage (e.g. published)")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
+    p.add_argument("--random", action="store_true", help="all: R-Net and O-Net also learn from jittered squares "
+                   "around the faces (positives and parts), joined with the mined sets")
     common(p)
     p.set_defaults(func=cmd_train)
 

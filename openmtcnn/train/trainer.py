@@ -40,6 +40,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     ohem_keep: float = 0.7
     flip: bool = True  # mirror face/box samples at random (landmark samples were augmented already)
+    jitter: float = 0.0  # photometric: contrast x U(1-j, 1+j), brightness + U(-j, j) * 128 per sample (0: off)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -53,6 +54,8 @@ class TrainConfig:
         self.model = self.model or DEFAULT_MODELS[self.stage]
         if model_spec(self.model).stage != self.stage:
             raise ValueError(f"model {self.model!r} is not a {self.stage} variant")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
         if len(self.mix) != 4 or sum(self.mix) <= 0 or min(self.mix) < 0:
             raise ValueError(f"mix must be four non-negative ratios (neg, pos, part, landmark), got {self.mix}")
 
@@ -82,14 +85,22 @@ def epoch_batches(train: dict, cfg: TrainConfig, epoch: int, rank: int = 0) -> l
             for s in range(steps)]
 
 
-def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.ndarray | None = None):
-    """Samples as float tensors: NCHW images in 0-255, kinds, box and landmark targets."""
+def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.ndarray | None = None,
+               shade: np.ndarray | None = None):
+    """Samples as float tensors: NCHW images in 0-255, kinds, box and landmark targets.
+
+    ``flip`` (N,) mirrors face/box samples; ``shade`` (N, 2) scales contrast about mid-grey and
+    shifts brightness per sample (labels unchanged), clipped to 0-255.
+    """
     images, kind, box, landmarks = (np.array(a) for a in batch)
     if flip is not None and flip.any():
         f = flip & (kind != LANDMARK)
         images[f] = images[f, :, ::-1]
         box[f] = np.stack([-box[f, 2], box[f, 1], -box[f, 0], box[f, 3]], axis=1)  # mirrored offsets
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
+    if shade is not None:
+        contrast, shift = (torch.from_numpy(shade[:, k].astype(np.float32))[:, None, None, None] for k in (0, 1))
+        x = ((x - 127.5) * contrast + 127.5 + shift).clamp_(0, 255)
     return (x.to(device), torch.from_numpy(kind.astype(np.int64)).to(device),
             torch.from_numpy(box.astype(np.float32)).to(device), torch.from_numpy(landmarks.astype(np.float32)).to(device))
 
@@ -202,10 +213,12 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
         t0 = time.perf_counter()
         batches = epoch_batches(train_idx, cfg, epoch, rank)
         flips = np.random.default_rng([cfg.seed, epoch, rank, 1])
+        shades = np.random.default_rng([cfg.seed, epoch, rank, 2])
         sums = np.zeros(4)
         for idx in progress(batches, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", enable=show_progress and rank == 0):
             flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
-            x, kind, box, lmk = to_tensors(samples[idx], device, flip)
+            shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
+            x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
             outputs = model(x)
             loss = mtcnn_loss(outputs, kind, box, lmk, weights, cfg.ohem_keep)
             total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
