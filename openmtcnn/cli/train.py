@@ -72,7 +72,8 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
                          facepoint_images=lm_images, workers=args.workers)
 
 
-def train_stage(stage: str, data: Path | list[Path], out: Path, args: argparse.Namespace) -> dict:
+def train_stage(stage: str, data: list[Path], out: Path, args: argparse.Namespace) -> dict:
+    """Train one net on the sample set folders ``data``, joined."""
     from openmtcnn.data import SampleSet
     from openmtcnn.train.trainer import TrainConfig, train
 
@@ -84,8 +85,7 @@ def train_stage(stage: str, data: Path | list[Path], out: Path, args: argparse.N
     if args.teacher:
         from openmtcnn.compress.distill import distillation_loss
         extra = distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
-    folders = data if isinstance(data, list) else [data]
-    return train(SampleSet(*folders), out, cfg, resume=not args.no_resume, extra_loss=extra)
+    return train(SampleSet(*data), out, cfg, resume=not args.no_resume, extra_loss=extra)
 
 
 def stage_epochs(stage: str, args: argparse.Namespace) -> int:

@@ -97,11 +97,11 @@ def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.nda
         f = flip & (kind != LANDMARK)
         images[f] = images[f, :, ::-1]
         box[f] = np.stack([-box[f, 2], box[f, 1], -box[f, 0], box[f, 3]], axis=1)  # mirrored offsets
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
-    if shade is not None:
-        contrast, shift = (torch.from_numpy(shade[:, k].astype(np.float32))[:, None, None, None] for k in (0, 1))
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device).float()
+    if shade is not None:  # on the device, like the net
+        contrast, shift = torch.from_numpy(shade.astype(np.float32)).to(device).T[:, :, None, None, None]
         x = ((x - 127.5) * contrast + 127.5 + shift).clamp_(0, 255)
-    return (x.to(device), torch.from_numpy(kind.astype(np.int64)).to(device),
+    return (x, torch.from_numpy(kind.astype(np.int64)).to(device),
             torch.from_numpy(box.astype(np.float32)).to(device), torch.from_numpy(landmarks.astype(np.float32)).to(device))
 
 
