@@ -18,6 +18,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "--epochs takes one number" in capsys.readouterr().err
     assert main(["train", "rnet", "--random", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--data MINED RANDOM" in capsys.readouterr().err
+    assert main(["data", "onet", "--random", "--landmark-boxes", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--landmark-boxes needs --landmarks" in capsys.readouterr().err
 
 
 def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
@@ -32,7 +34,7 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     out = tmp_path / "pipe"
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
-                 "--threads", "1", "--random"])
+                 "--threads", "1", "--random", "--landmark-boxes"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]

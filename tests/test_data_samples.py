@@ -22,6 +22,7 @@ from openmtcnn.data import (
     POSITIVE,
     SampleSet,
     face_samples,
+    facepoint_pictures,
     flip,
     generate_hard,
     generate_pnet,
@@ -381,6 +382,47 @@ def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
         c = entry["counts"]
         assert c["negative"] <= math.ceil(2.0 * max(c["positive"], 1))
     assert SampleSet(tmp_path / "24").counts() == summary["counts"]
+
+
+def test_facepoint_boxes_move_to_the_wider_convention(facepoint):
+    faces = read_facepoint(*facepoint)
+    same = facepoint_pictures(faces, offsets=(0, 0, 0, 0))
+    assert [p.path for p in same] == [f.path for f in faces]
+    np.testing.assert_array_equal(np.concatenate([p.boxes for p in same]), np.stack([f.box for f in faces]))
+    moved = facepoint_pictures(faces)  # WIDER boxes reach higher (hairline) and lower (chin)
+    for f, p in zip(faces, moved):
+        w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
+        assert p.boxes.shape == (1, 4)
+        np.testing.assert_allclose(p.boxes[0], f.box + np.array([-0.027 * w, -0.294 * h, 0.063 * w, 0.133 * h]))
+    assert facepoint_pictures([]) == []
+
+
+def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
+    extra = facepoint_pictures(read_facepoint(*facepoint))
+    plain = make(wider, (None, None), tmp_path / "plain", negatives=0, near=0)
+    more = make(wider, (None, None), tmp_path / "more", negatives=0, near=0, extra=extra)
+    assert more["counts"]["positive"] > plain["counts"]["positive"] and more["shards"] == plain["shards"] + 3
+    manifest = json.loads((tmp_path / "more" / "12" / "manifest.json").read_text())
+    assert manifest["settings"]["extra_pictures"] == 3
+    rows, first = shard_arrays(tmp_path / "more" / "12"), shard_arrays(tmp_path / "plain" / "12")
+    for f in FIELDS:  # the WIDER shards come first, unchanged
+        np.testing.assert_array_equal(rows[f][:plain["total"]], first[f])
+    assert set(rows["kind"][plain["total"]:].tolist()) <= {POSITIVE, PART}
+    moved = np.concatenate([p.boxes for p in extra])  # every extra crop overlaps its moved box as labelled
+    targets = rows["box"][plain["total"]:]
+    assert min(crop_iou(t) for t in targets) >= 0.4 and len(moved) == 3
+    called = []
+
+    def propose(rgb: np.ndarray) -> np.ndarray:
+        called.append(rgb.shape)
+        return np.array([[30.0, 10.0, 95.0, 105.0], [0.0, 0.0, 20.0, 20.0]])
+
+    txt, images, _ = wider
+    hard = generate_hard(read_wider(txt, images), propose, tmp_path / "hard", 24, images_per_shard=1,
+                         extra=extra, limit=2, workers=1, verbose=False)
+    assert len(called) == 4 and called[-1] == (120, 120, 3)  # 2 WIDER pictures, then 2 of the extra faces
+    shards = json.loads((tmp_path / "hard" / "24" / "manifest.json").read_text())["shards"]
+    assert hard["complete"] and all(e["counts"]["positive"] + e["counts"]["part"] >= 1 for e in shards[2:4])
 
 
 def test_real_data_quick(data_dir, tmp_path):

@@ -54,22 +54,27 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
                  random: bool = False) -> dict:
     """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net
     (``random``: jittered squares around the faces for R-Net and O-Net instead)."""
-    from openmtcnn.data import generate_hard, generate_pnet, generate_random, read_wider
+    from openmtcnn.data import facepoint_pictures, generate_hard, generate_pnet, generate_random, read_facepoint, read_wider
 
+    if getattr(args, "landmark_boxes", False) and args.landmarks is None:
+        raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")
     txt, images = wider_paths(args.wider)
     lm_list, lm_images = facepoint_paths(args.landmarks)
+    extra = []
+    if getattr(args, "landmark_boxes", False):
+        extra = facepoint_pictures(read_facepoint(lm_list, lm_images))
     if stage == "pnet":
         return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
-                             limit=args.limit)
+                             limit=args.limit, extra=extra)
     if random:  # positives and parts only, to join with a mined set (train --data A B)
         return generate_random(txt, images, None, None, out, size=SIZES[stage], seed=args.seed,
-                               workers=args.workers, limit=args.limit, negatives=0, near=0)
+                               workers=args.workers, limit=args.limit, negatives=0, near=0, extra=extra)
     if weights is None:
         raise UsageError(f"{stage} samples are mined with trained earlier stages: pass --weights")
     pictures = [(w.path, w.boxes) for w in read_wider(txt, images)]
     return generate_hard(pictures, proposer(weights, stage), out, SIZES[stage], seed=args.seed,
                          limit=args.limit, tag=f"{weights}:{stage}", facepoint_list=lm_list,
-                         facepoint_images=lm_images, workers=args.workers)
+                         facepoint_images=lm_images, extra=extra, workers=args.workers)
 
 
 def train_stage(stage: str, data: list[Path], out: Path, args: argparse.Namespace) -> dict:
@@ -180,6 +185,10 @@ def register(sub, export, compress) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--wider", help="WIDER FACE root (wider_face_split/, WIDER_train/images)")
         p.add_argument("--landmarks", help="CNN_FacePoint root (trainImageList.txt); landmark samples")
+        p.add_argument("--landmark-boxes", action="store_true",
+                       help="also crop (and mine) around the CNN_FacePoint train faces, their boxes moved to "
+                            "WIDER's convention: more faces than the WIDER pictures hold (needs --landmarks; "
+                            "on the WIDER subset it lowered AP, see the README)")
         p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)

@@ -123,19 +123,21 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
                     faces_per_shard: int = 256, negatives: int = 50, near: int = 5, attempts: int = 20,
                     min_face: float = 20.0, min_crop: int = 12, landmarks_per_face: int = 10,
                     flip_prob: float = 0.5, rotate_prob: float = 0.5, max_angle: float = 15.0,
-                    verbose: bool = True) -> dict:
+                    extra: Sequence[WiderImage] = (), verbose: bool = True) -> dict:
     """Random-crop sample set ``<out>/<size>/`` from WIDER FACE boxes and CNN_FacePoint landmarks.
 
     Per WIDER picture: ``negatives`` random negatives; per face of longer side >= ``min_face``,
     ``near`` tries for a negative beside it and ``attempts`` jittered squares kept as positives
     or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
-    ``limit`` keeps the first N entries of each list (quick runs). Resumes an interrupted run
+    ``extra``: more pictures with their face boxes, cropped like the WIDER ones (e.g.
+    ``facepoint_pictures``). ``limit`` keeps the first N entries of each list (quick runs). Resumes an interrupted run
     with the same settings; returns the summary (counts per kind, shards, bytes, seconds).
     """
     start = time.perf_counter()
     size = _check_size(size)
     folder = Path(out) / str(size)
-    pictures = read_wider(wider_txt, wider_images)[:limit]
+    extra = list(extra)[:limit]
+    pictures = read_wider(wider_txt, wider_images)[:limit] + extra
     check_files([p.path for p in pictures], "WIDER FACE images")
     crop_params = {"negatives": negatives, "near": near, "attempts": attempts, "min_face": float(min_face),
                    "min_crop": min_crop}
@@ -143,7 +145,7 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
                        "max_angle": float(max_angle)}
     settings = {"method": "random", "size": size, "seed": seed, "limit": limit, "wider_txt": str(Path(wider_txt).resolve()),
                     "wider_images": str(Path(wider_images).resolve()), "images_per_shard": images_per_shard,
-                    "crops": crop_params}
+                    "crops": crop_params, "extra_pictures": len(extra), "extra_digest": _digest(extra)}
     face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
     plan = [("wider", c, crop_params) for c in _chunks(pictures, images_per_shard)]
     plan += [("facepoint", c, landmark_params) for c in face_chunks]
@@ -176,7 +178,8 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
                   images_per_shard: int = 64, tag: str = "", facepoint_list: str | Path | None = None,
                   facepoint_images: str | Path | None = None, faces_per_shard: int = 256,
                   landmarks_per_face: int = 10, flip_prob: float = 0.5, rotate_prob: float = 0.5,
-                  max_angle: float = 15.0, workers: int = 2, verbose: bool = True) -> dict:
+                  max_angle: float = 15.0, extra: Sequence[WiderImage] = (), workers: int = 2,
+                  verbose: bool = True) -> dict:
     """Hard-example sample set ``<out>/<size>/`` from boxes an earlier stage proposes.
 
     ``images_and_gts``: (picture path, (N, 4) face boxes x1 y1 x2 y2) pairs, e.g. ``read_wider``'s
@@ -185,12 +188,13 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
     negatives capped at ``neg_ratio`` times the positives of the picture. With a
     CNN_FacePoint list, landmark samples are added (in ``workers`` processes). ``tag`` is
     recorded in the manifest: change it when the proposer changes, so that a resume cannot
-    mix candidates of two models.
+    mix candidates of two models. ``extra`` pictures are mined too (``limit`` applies to each list).
     """
     start = time.perf_counter()
     size = _check_size(size)
     folder = Path(out) / str(size)
-    pictures = [WiderImage(Path(p), np.asarray(g, np.float64).reshape(-1, 4)) for p, g in images_and_gts][:limit]
+    pictures = [WiderImage(Path(p), np.asarray(g, np.float64).reshape(-1, 4))
+                for p, g in [*images_and_gts[:limit], *list(extra)[:limit]]]
     check_files([p.path for p in pictures], "images")
     landmark_params = {"count": landmarks_per_face, "flip_prob": flip_prob, "rotate_prob": rotate_prob,
                        "max_angle": float(max_angle)}

@@ -93,6 +93,24 @@ def read_facepoint(listfile: str | Path, images: str | Path) -> list[FacePoint]:
     return out
 
 
+# CNN_FacePoint boxes run from the brows to the mouth, WIDER's from the hairline to below the chin.
+# Offsets (x1, y1, x2, y2) as fractions of the CNN_FacePoint box's (w, h, w, h) that move one to the
+# other: medians over the 5,849 train faces of the matched trained-subset detections
+# (benchmarks/facepoint_box_offsets.py; the published nets give -0.038 -0.300 0.034 0.109).
+FACEPOINT_TO_WIDER = (-0.027, -0.294, 0.063, 0.133)
+
+
+def facepoint_pictures(faces: list[FacePoint], offsets: tuple[float, float, float, float] = FACEPOINT_TO_WIDER
+                       ) -> list[WiderImage]:
+    """CNN_FacePoint faces as pictures with one WIDER-style face box each: more faces to crop or mine."""
+    if not faces:
+        return []
+    boxes = np.stack([f.box for f in faces])
+    wh = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
+    moved = boxes + wh * np.asarray(offsets, np.float64)
+    return [WiderImage(f.path, b[None]) for f, b in zip(faces, moved)]
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
     """A picture as uint8 RGB (H, W, 3); FileNotFoundError when it is missing or unreadable."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
