@@ -18,6 +18,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "--epochs takes one number" in capsys.readouterr().err
     assert main(["train", "rnet", "--random", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--data MINED RANDOM" in capsys.readouterr().err
+    assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--mix", "3", "-1", "1", "2"]) == 1
+    assert "mix must be four non-negative ratios" in capsys.readouterr().err
     assert main(["data", "onet", "--random", "--landmark-boxes", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--landmark-boxes needs --landmarks" in capsys.readouterr().err
 
@@ -28,13 +30,15 @@ def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
 
 
 def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astronaut):
+    import torch
+
     from openmtcnn import MTCNN
     from openmtcnn.weights import manifest
 
     out = tmp_path / "pipe"
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
-                 "--threads", "1", "--random", "--landmark-boxes"])
+                 "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
@@ -45,7 +49,7 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
         assert report[stage]["random_samples"]["positive"] > 0 and report[stage]["random_samples"]["negative"] == 0
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
     for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
-        assert (out / stage / "best.pt").is_file()
+        assert torch.load(out / stage / "best.pt", weights_only=True)["config"]["mix"] == [3, 2, 1, 2]
         assert len(json.loads((out / stage / "history.json").read_text())) == epochs
     d = MTCNN(weights=str(out / "weights")).detect(astronaut)  # barely trained, but a working detector
     assert d.boxes.shape[1:] == (4,) and d.landmarks.shape[1:] == (5, 2)

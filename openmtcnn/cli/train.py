@@ -77,15 +77,22 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
                          facepoint_images=lm_images, extra=extra, workers=args.workers)
 
 
+def train_config(stage: str, args: argparse.Namespace):
+    """The trainer's settings for one stage from the command line (UsageError or ValueError when bad)."""
+    from openmtcnn.train.trainer import TrainConfig
+
+    return TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
+                       batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps, seed=args.seed,
+                       device=args.device, threads=args.threads, init=args.init, jitter=args.jitter,
+                       mix=tuple(args.mix))
+
+
 def train_stage(stage: str, data: list[Path], out: Path, args: argparse.Namespace) -> dict:
     """Train one net on the sample set folders ``data``, joined."""
     from openmtcnn.data import SampleSet
-    from openmtcnn.train.trainer import TrainConfig, train
+    from openmtcnn.train.trainer import train
 
-    cfg = TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
-                      batch_size=args.batch_size,
-                      lr=args.lr, steps_per_epoch=args.steps, seed=args.seed, device=args.device,
-                      threads=args.threads, init=args.init, jitter=args.jitter)
+    cfg = train_config(stage, args)
     extra = None
     if args.teacher:
         from openmtcnn.compress.distill import distillation_loss
@@ -121,9 +128,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    for stage in SIZES if args.stage == "all" else [args.stage]:
+        train_config(stage, args)  # bad settings fail now, not after an hour of sample generation
     if args.stage == "all":
         return train_all(args)
-    stage_epochs(args.stage, args)
     if args.random:
         raise UsageError("--random is for 'train all'; for one net, join sets with --data MINED RANDOM")
     for folder in args.data or [None]:
@@ -143,8 +151,6 @@ def train_all(args: argparse.Namespace) -> int:
     from openmtcnn.export.trained import export_trained
 
     out = Path(args.out)
-    for stage in SIZES:
-        stage_epochs(stage, args)  # a bad --epochs fails now, not after an hour of sample generation
     checkpoints, report = {}, {}
     for stage in ("pnet", "rnet", "onet"):
         t0 = time.perf_counter()
@@ -218,6 +224,8 @@ def register(sub, export, compress) -> None:
     p.add_argument("--jitter", type=float, default=0.0,
                    help="photometric augmentation: contrast and brightness changed by up to this fraction "
                         "(e.g. 0.2; default 0, off)")
+    p.add_argument("--mix", type=int, nargs=4, default=[3, 1, 1, 2], metavar=("NEG", "POS", "PART", "LMK"),
+                   help="samples of each kind per batch, as ratios (default 3 1 1 2)")
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     p.add_argument("--variant", help="model family to train (published, paper, lite, large-pnet, mcu; "
                    "default: the paper's nets with landmark heads)")
