@@ -404,6 +404,7 @@ def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
     assert more["counts"]["positive"] > plain["counts"]["positive"] and more["shards"] == plain["shards"] + 3
     manifest = json.loads((tmp_path / "more" / "12" / "manifest.json").read_text())
     assert manifest["settings"]["extra_pictures"] == 3
+    assert "extra_pictures" not in json.loads((tmp_path / "plain" / "12" / "manifest.json").read_text())["settings"]
     rows, first = shard_arrays(tmp_path / "more" / "12"), shard_arrays(tmp_path / "plain" / "12")
     for f in FIELDS:  # the WIDER shards come first, unchanged
         np.testing.assert_array_equal(rows[f][:plain["total"]], first[f])

@@ -130,8 +130,9 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
     ``near`` tries for a negative beside it and ``attempts`` jittered squares kept as positives
     or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
     ``extra``: more pictures with their face boxes, cropped like the WIDER ones (e.g.
-    ``facepoint_pictures``). ``limit`` keeps the first N entries of each list (quick runs). Resumes an interrupted run
-    with the same settings; returns the summary (counts per kind, shards, bytes, seconds).
+    ``facepoint_pictures``). ``limit`` keeps the first N entries of each list (quick runs).
+    Resumes an interrupted run with the same settings; returns the summary (counts per kind,
+    shards, bytes, seconds).
     """
     start = time.perf_counter()
     size = _check_size(size)
@@ -145,7 +146,9 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
                        "max_angle": float(max_angle)}
     settings = {"method": "random", "size": size, "seed": seed, "limit": limit, "wider_txt": str(Path(wider_txt).resolve()),
                     "wider_images": str(Path(wider_images).resolve()), "images_per_shard": images_per_shard,
-                    "crops": crop_params, "extra_pictures": len(extra), "extra_digest": _digest(extra)}
+                    "crops": crop_params}
+    if extra:  # recorded only when used: sets made without stay resumable as they were
+        settings.update(extra_pictures=len(extra), extra_digest=_digest(extra))
     face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
     plan = [("wider", c, crop_params) for c in _chunks(pictures, images_per_shard)]
     plan += [("facepoint", c, landmark_params) for c in face_chunks]
