@@ -54,8 +54,14 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
                  random: bool = False) -> dict:
     """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net
     (``random``: jittered squares around the faces for R-Net and O-Net instead)."""
-    from openmtcnn.data import (facepoint_pictures, generate_hard, generate_pnet, generate_random, read_facepoint,
-                                read_wider)
+    from openmtcnn.data import (
+        facepoint_pictures,
+        generate_hard,
+        generate_pnet,
+        generate_random,
+        read_facepoint,
+        read_wider,
+    )
 
     if getattr(args, "landmark_boxes", False) and args.landmarks is None:
         raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")

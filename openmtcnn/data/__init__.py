@@ -16,7 +16,13 @@ from openmtcnn.data.crops import (
 )
 from openmtcnn.data.generate import SIZES, generate_hard, generate_pnet, generate_random
 from openmtcnn.data.landmarks import flip, landmark_samples, rotate
-from openmtcnn.data.sources import FacePoint, WiderImage, facepoint_pictures, read_facepoint, read_wider
+from openmtcnn.data.sources import (
+                                  FacePoint,
+                                  WiderImage,
+                                  facepoint_pictures,
+                                  read_facepoint,
+                                  read_wider,
+)
 from openmtcnn.data.store import SampleSet
 
 __all__ = [
