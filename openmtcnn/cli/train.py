@@ -63,13 +63,11 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
         read_wider,
     )
 
-    if getattr(args, "landmark_boxes", False) and args.landmarks is None:
+    if args.landmark_boxes and args.landmarks is None:
         raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")
     txt, images = wider_paths(args.wider)
     lm_list, lm_images = facepoint_paths(args.landmarks)
-    extra = []
-    if getattr(args, "landmark_boxes", False):
-        extra = facepoint_pictures(read_facepoint(lm_list, lm_images))
+    extra = facepoint_pictures(read_facepoint(lm_list, lm_images)) if args.landmark_boxes else []
     if stage == "pnet":
         return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
                              limit=args.limit, extra=extra)
