@@ -20,6 +20,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "--data MINED RANDOM" in capsys.readouterr().err
     assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--mix", "3", "-1", "1", "2"]) == 1
     assert "mix must be four non-negative ratios" in capsys.readouterr().err
+    assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--train-only", "heads.lmk"]) == 1
+    assert "'heads.lmk' names no parameter" in capsys.readouterr().err
     assert main(["data", "onet", "--random", "--landmark-boxes", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--landmark-boxes needs --landmarks" in capsys.readouterr().err
 
@@ -38,7 +40,8 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     out = tmp_path / "pipe"
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
-                 "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2"])
+                 "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2",
+                 "--landmark-frame", "wider"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
@@ -47,6 +50,8 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     assert "random_samples" not in report["pnet"]
     for stage in ("rnet", "onet"):
         assert report[stage]["random_samples"]["positive"] > 0 and report[stage]["random_samples"]["negative"] == 0
+    for size in (12, 24, 48):  # landmark samples cut around the boxes the cascade detects
+        assert json.loads((out / "samples" / str(size) / "manifest.json").read_text())["settings"]["landmark_frame"] == "wider"
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
     for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
         assert torch.load(out / stage / "best.pt", weights_only=True)["config"]["mix"] == [3, 2, 1, 2]

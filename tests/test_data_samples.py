@@ -397,6 +397,20 @@ def test_facepoint_boxes_move_to_the_wider_convention(facepoint):
     assert facepoint_pictures([]) == []
 
 
+def test_landmark_samples_in_the_wider_frame(wider, facepoint, tmp_path):
+    """Cropped around the moved boxes, the eyes sit lower in the crops (the box now starts at the hairline)."""
+    kw = {"negatives": 0, "near": 0, "min_face": 1000}  # landmark samples only
+    plain = make(wider, facepoint, tmp_path / "plain", **kw)
+    moved = make(wider, facepoint, tmp_path / "moved", landmark_frame="wider", **kw)
+    assert plain["counts"]["landmark"] > 0 and moved["counts"]["landmark"] > 0
+    settings = [json.loads((tmp_path / d / "12" / "manifest.json").read_text())["settings"] for d in ("plain", "moved")]
+    assert "landmark_frame" not in settings[0] and settings[1]["landmark_frame"] == "wider"
+    eyes = [shard_arrays(tmp_path / d / "12")["landmarks"][:, :2, 1].mean() for d in ("plain", "moved")]
+    assert eyes[1] > eyes[0] + 0.05, eyes
+    with pytest.raises(ValueError, match="landmark frame"):
+        make(wider, facepoint, tmp_path / "bad", landmark_frame="celeba", **kw)
+
+
 def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
     extra = facepoint_pictures(read_facepoint(*facepoint))
     plain = make(wider, (None, None), tmp_path / "plain", negatives=0, near=0)

@@ -117,6 +117,8 @@ def test_bad_configs_are_value_errors():
         TrainConfig(stage="pnet", mix=(1, 1))
     with pytest.raises(ValueError):
         TrainConfig(stage="pnet", jitter=1.5)
+    with pytest.raises(ValueError, match="names no parameter"):
+        TrainConfig(stage="onet", train_only=("heads.landmark",))
 
 
 def test_flip_mirrors_faces_and_offsets_and_shade_changes_only_pixels():
@@ -153,6 +155,21 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "history.json").read_text()) == h
     net = load_trained(tmp_path / "best.pt")
     assert net.heads.landmarks is not None  # P-Net trained with the paper's landmark head
+
+
+def test_train_only_changes_just_the_named_parameters(tmp_path):
+    """Fine-tuning the landmark head from a checkpoint leaves every other weight, so face scores and boxes, as they were."""
+    train(ToySamples(), tmp_path / "base", TrainConfig(stage="pnet", epochs=1, batch_size=64, steps_per_epoch=4,
+                                                         threads=1), show_progress=False)
+    cfg = TrainConfig(stage="pnet", epochs=2, batch_size=64, lr=3e-3, steps_per_epoch=6, threads=1, mix=(0, 0, 0, 1),
+                      init=str(tmp_path / "base" / "best.pt"), train_only=("heads.landmarks",))
+    h = train(ToySamples(), tmp_path / "head", cfg, show_progress=False)["history"]
+    before, after = load_trained(tmp_path / "base" / "best.pt"), load_trained(tmp_path / "head" / "last.pt")
+    changed = [n for n, p in before.state_dict().items() if not torch.equal(p, after.state_dict()[n])]
+    assert changed == ["heads.landmarks.weight", "heads.landmarks.bias"]
+    assert h[-1]["val_landmark_loss"] < h[0]["val_landmark_loss"]
+    ckpt = torch.load(tmp_path / "head" / "last.pt", weights_only=True)
+    assert ckpt["config"]["train_only"] == ["heads.landmarks"]
 
 
 class KilledAfter(ToySamples):

@@ -70,7 +70,7 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
     extra = facepoint_pictures(read_facepoint(lm_list, lm_images)) if args.landmark_boxes else []
     if stage == "pnet":
         return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
-                             limit=args.limit, extra=extra)
+                             limit=args.limit, extra=extra, landmark_frame=args.landmark_frame)
     if random:  # positives and parts only, to join with a mined set (train --data A B)
         return generate_random(txt, images, None, None, out, size=SIZES[stage], seed=args.seed,
                                workers=args.workers, limit=args.limit, negatives=0, near=0, extra=extra)
@@ -79,7 +79,8 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
     pictures = [(w.path, w.boxes) for w in read_wider(txt, images)]
     return generate_hard(pictures, proposer(weights, stage), out, SIZES[stage], seed=args.seed,
                          limit=args.limit, tag=f"{weights}:{stage}", facepoint_list=lm_list,
-                         facepoint_images=lm_images, extra=extra, workers=args.workers)
+                         facepoint_images=lm_images, extra=extra, landmark_frame=args.landmark_frame,
+                         workers=args.workers)
 
 
 def train_config(stage: str, args: argparse.Namespace):
@@ -89,7 +90,7 @@ def train_config(stage: str, args: argparse.Namespace):
     return TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
                        batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps, seed=args.seed,
                        device=args.device, threads=args.threads, init=args.init, jitter=args.jitter,
-                       mix=tuple(args.mix))
+                       mix=tuple(args.mix), train_only=tuple(args.train_only or ()))
 
 
 def train_stage(stage: str, data: list[Path], out: Path, args: argparse.Namespace) -> dict:
@@ -200,6 +201,9 @@ def register(sub, export, compress) -> None:
                        help="also crop (and mine) around the CNN_FacePoint train faces, their boxes moved to "
                             "WIDER's convention: more faces than the WIDER pictures hold (needs --landmarks; "
                             "on the WIDER subset it lowered AP, see the README)")
+        p.add_argument("--landmark-frame", choices=["facepoint", "wider"], default="facepoint",
+                       help="landmark samples cropped around CNN_FacePoint's own boxes (brows to mouth, default) "
+                            "or around them moved to WIDER's convention, the boxes O-Net is given when detecting")
         p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)
@@ -236,6 +240,9 @@ def register(sub, export, compress) -> None:
                    "default: the paper's nets with landmark heads)")
     p.add_argument("--model", help="registry name of the net to train (one stage)")
     p.add_argument("--init", help="start from a weight set or checkpoint (.pt) instead of random weights")
+    p.add_argument("--train-only", nargs="+", metavar="PREFIX",
+                   help="train only these parameters, the rest frozen, e.g. heads.landmarks with --init: "
+                        "better landmarks while face scores and boxes stay exactly as they were")
     p.add_argument("--teacher", help="distil from this weight set's net of the same stage (e.g. published)")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term (default 1)")
     p.add_argument("--random", action="store_true", help="all: R-Net and O-Net also learn from jittered squares "

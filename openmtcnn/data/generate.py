@@ -28,11 +28,13 @@ from openmtcnn.data.sources import (
     load_rgb,
     read_facepoint,
     read_wider,
+    wider_frame,
 )
 from openmtcnn.data.store import open_manifest, record_shard, write_shard
 from openmtcnn.progress import progress
 
 SIZES = (12, 24, 48)
+LANDMARK_FRAMES = ("facepoint", "wider")
 
 
 def _check_size(size: int) -> int:
@@ -103,9 +105,15 @@ def _summary(folder: Path, manifest: dict, start: float, verbose: bool) -> dict:
     return out
 
 
-def _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings
-                   ) -> list[list[FacePoint]]:
-    """CNN_FacePoint faces in shards (none without a list), and their settings recorded."""
+def _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
+                   frame: str = "facepoint") -> list[list[FacePoint]]:
+    """CNN_FacePoint faces in shards (none without a list), and their settings recorded.
+
+    ``frame``: crop around the list's own boxes ("facepoint", brows to mouth) or around those
+    boxes moved to WIDER's convention ("wider"), the boxes the cascade hands O-Net at test time.
+    """
+    if frame not in LANDMARK_FRAMES:
+        raise ValueError(f"landmark frame must be one of {LANDMARK_FRAMES}, got {frame!r}")
     if facepoint_list is None:
         settings.update(facepoint_list=None, facepoint_images=None)
         return []
@@ -114,6 +122,9 @@ def _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, lan
     settings.update(facepoint_list=str(Path(facepoint_list).resolve()),
                     facepoint_images=str(Path(facepoint_images).resolve()), faces_per_shard=faces_per_shard,
                     landmarks=landmark_params)
+    if frame != "facepoint":  # recorded only when moved: sets made before stay resumable as they were
+        settings.update(landmark_frame=frame)
+        faces = wider_frame(faces)
     return _chunks(faces, faces_per_shard)
 
 
@@ -123,15 +134,16 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
                     faces_per_shard: int = 256, negatives: int = 50, near: int = 5, attempts: int = 20,
                     min_face: float = 20.0, min_crop: int = 12, landmarks_per_face: int = 10,
                     flip_prob: float = 0.5, rotate_prob: float = 0.5, max_angle: float = 15.0,
-                    extra: Sequence[WiderImage] = (), verbose: bool = True) -> dict:
+                    extra: Sequence[WiderImage] = (), landmark_frame: str = "facepoint",
+                    verbose: bool = True) -> dict:
     """Random-crop sample set ``<out>/<size>/`` from WIDER FACE boxes and CNN_FacePoint landmarks.
 
     Per WIDER picture: ``negatives`` random negatives; per face of longer side >= ``min_face``,
     ``near`` tries for a negative beside it and ``attempts`` jittered squares kept as positives
     or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
     ``extra``: more pictures with their face boxes, cropped like the WIDER ones (e.g.
-    ``facepoint_pictures``). ``limit`` keeps the first N entries of each list (quick runs).
-    Resumes an interrupted run with the same settings; returns the summary (counts per kind,
+    ``facepoint_pictures``). ``landmark_frame``: see ``_landmark_plan``. ``limit`` keeps the
+    first N entries of each list (quick runs). Resumes an interrupted run with the same settings; returns the summary (counts per kind,
     shards, bytes, seconds).
     """
     start = time.perf_counter()
@@ -149,7 +161,8 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
                     "crops": crop_params}
     if extra:  # recorded only when used: sets made without stay resumable as they were
         settings.update(extra_pictures=len(extra), extra_digest=_digest(extra))
-    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
+                                 landmark_frame)
     plan = [("wider", c, crop_params) for c in _chunks(pictures, images_per_shard)]
     plan += [("facepoint", c, landmark_params) for c in face_chunks]
     manifest = open_manifest(folder, settings, len(plan))
@@ -181,8 +194,8 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
                   images_per_shard: int = 64, tag: str = "", facepoint_list: str | Path | None = None,
                   facepoint_images: str | Path | None = None, faces_per_shard: int = 256,
                   landmarks_per_face: int = 10, flip_prob: float = 0.5, rotate_prob: float = 0.5,
-                  max_angle: float = 15.0, extra: Sequence[WiderImage] = (), workers: int = 2,
-                  verbose: bool = True) -> dict:
+                  max_angle: float = 15.0, extra: Sequence[WiderImage] = (), landmark_frame: str = "facepoint",
+                  workers: int = 2, verbose: bool = True) -> dict:
     """Hard-example sample set ``<out>/<size>/`` from boxes an earlier stage proposes.
 
     ``images_and_gts``: (picture path, (N, 4) face boxes x1 y1 x2 y2) pairs, e.g. ``read_wider``'s
@@ -192,6 +205,7 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
     CNN_FacePoint list, landmark samples are added (in ``workers`` processes). ``tag`` is
     recorded in the manifest: change it when the proposer changes, so that a resume cannot
     mix candidates of two models. ``extra`` pictures are mined too (``limit`` applies to each list).
+    ``landmark_frame``: see ``_landmark_plan``.
     """
     start = time.perf_counter()
     size = _check_size(size)
@@ -204,7 +218,8 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
     settings = {"method": "hard", "size": size, "seed": seed, "limit": limit, "tag": tag, "images": len(pictures),
                     "images_digest": _digest(pictures), "images_per_shard": images_per_shard, "neg_ratio": float(neg_ratio),
                     "min_face": float(min_face)}
-    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings)
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
+                                 landmark_frame)
     hard = _chunks(pictures, images_per_shard)
     manifest = open_manifest(folder, settings, len(hard) + len(face_chunks))
 

@@ -100,15 +100,21 @@ def read_facepoint(listfile: str | Path, images: str | Path) -> list[FacePoint]:
 FACEPOINT_TO_WIDER = (-0.027, -0.294, 0.063, 0.133)
 
 
-def facepoint_pictures(faces: list[FacePoint], offsets: tuple[float, float, float, float] = FACEPOINT_TO_WIDER
-                       ) -> list[WiderImage]:
-    """CNN_FacePoint faces as pictures with one WIDER-style face box each: more faces to crop or mine."""
+def wider_frame(faces: list[FacePoint], offsets: tuple[float, float, float, float] = FACEPOINT_TO_WIDER
+                ) -> list[FacePoint]:
+    """The faces with their boxes moved to WIDER's convention (hairline to chin), the frame the cascade detects in."""
     if not faces:
         return []
     boxes = np.stack([f.box for f in faces])
     wh = np.tile(boxes[:, 2:] - boxes[:, :2], 2)
     moved = boxes + wh * np.asarray(offsets, np.float64)
-    return [WiderImage(f.path, b[None]) for f, b in zip(faces, moved)]
+    return [f._replace(box=b) for f, b in zip(faces, moved)]
+
+
+def facepoint_pictures(faces: list[FacePoint], offsets: tuple[float, float, float, float] = FACEPOINT_TO_WIDER
+                       ) -> list[WiderImage]:
+    """CNN_FacePoint faces as pictures with one WIDER-style face box each: more faces to crop or mine."""
+    return [WiderImage(f.path, f.box[None]) for f in wider_frame(faces, offsets)]
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

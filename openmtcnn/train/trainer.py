@@ -46,6 +46,7 @@ class TrainConfig:
     threads: int | None = None
     model_kwargs: dict = field(default_factory=dict)  # registry overrides, e.g. pruned channel widths
     init: str | None = None  # start from a weight set (name/folder) or a checkpoint (.pt) instead of random
+    train_only: tuple[str, ...] = ()  # parameter name prefixes to train, the rest frozen (e.g. "heads.landmarks")
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -58,6 +59,9 @@ class TrainConfig:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
         if len(self.mix) != 4 or sum(self.mix) <= 0 or min(self.mix) < 0:
             raise ValueError(f"mix must be four non-negative ratios (neg, pos, part, landmark), got {self.mix}")
+        if self.train_only:
+            net = create_model(self.model, **model_overrides(self.model_kwargs))
+            check_train_only([n for n, _ in net.named_parameters()], tuple(self.train_only))
 
 
 def split_indices(by_kind: dict[int, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
@@ -134,6 +138,7 @@ def config_dict(cfg: TrainConfig) -> dict:
     """The config as plain JSON-able values (tuples as lists), stored in checkpoints."""
     d = asdict(cfg)
     d["mix"] = list(cfg.mix)
+    d["train_only"] = list(cfg.train_only)
     d["model_kwargs"] = overrides_json(cfg.model_kwargs)
     return d
 
@@ -162,6 +167,27 @@ def build_net(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.init:
         net.load_state_dict(initial_state(cfg.init, cfg.stage))
     return net
+
+
+def _named(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def check_train_only(names: list[str], prefixes: tuple[str, ...]) -> None:
+    """ValueError when a ``train_only`` prefix names no parameter (a typo would freeze the whole net)."""
+    for prefix in prefixes:
+        if not any(_named(n, (prefix,)) for n in names):
+            raise ValueError(f"train_only {prefix!r} names no parameter of the net; it has: {', '.join(names)}")
+
+
+def trainable(net: torch.nn.Module, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """The parameters to optimise: all, or those named by ``prefixes`` (the rest frozen, so unchanged)."""
+    if not prefixes:
+        return list(net.parameters())
+    check_train_only([n for n, _ in net.named_parameters()], prefixes)
+    for name, param in net.named_parameters():
+        param.requires_grad_(_named(name, prefixes))
+    return [param for param in net.parameters() if param.requires_grad]
 
 
 def initial_state(source: str, stage: str) -> dict[str, torch.Tensor]:
@@ -194,7 +220,7 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
     torch.manual_seed(cfg.seed)
     net = build_net(cfg)
     net = (prepare(net) if prepare else net).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(trainable(net, tuple(cfg.train_only)), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     history, start, best = [], 0, math.inf
     last = out / "last.pt"
