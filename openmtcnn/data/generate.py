@@ -143,8 +143,8 @@ def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_l
     or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
     ``extra``: more pictures with their face boxes, cropped like the WIDER ones (e.g.
     ``facepoint_pictures``). ``landmark_frame``: see ``_landmark_plan``. ``limit`` keeps the
-    first N entries of each list (quick runs). Resumes an interrupted run with the same settings; returns the summary (counts per kind,
-    shards, bytes, seconds).
+    first N entries of each list (quick runs). Resumes an interrupted run with the same settings;
+    returns the summary (counts per kind, shards, bytes, seconds).
     """
     start = time.perf_counter()
     size = _check_size(size)
