@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from openmtcnn.data import read_facepoint, wider_frame
 from openmtcnn.data.crops import square_int
-from openmtcnn.data.sources import load_rgb, read_facepoint, wider_frame
+from openmtcnn.data.sources import load_rgb
 from openmtcnn.detect import boxes as B
 from openmtcnn.evaluate.landmarks import failure_rate, mean_nme, nme
 from openmtcnn.progress import progress
