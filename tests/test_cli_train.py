@@ -24,6 +24,8 @@ def test_usage_errors(tmp_path, capsys):
     assert "'heads.lmk' names no parameter" in capsys.readouterr().err
     assert main(["data", "onet", "--random", "--landmark-boxes", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--landmark-boxes needs --landmarks" in capsys.readouterr().err
+    assert main(["data", "onet", "--neg-ratio", "0", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--neg-ratio must be > 0" in capsys.readouterr().err
 
 
 def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
@@ -41,7 +43,7 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
                  "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2",
-                 "--landmark-frame", "wider"])
+                 "--landmark-frame", "wider", "--neg-ratio", "5"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
@@ -51,7 +53,9 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     for stage in ("rnet", "onet"):
         assert report[stage]["random_samples"]["positive"] > 0 and report[stage]["random_samples"]["negative"] == 0
     for size in (12, 24, 48):  # landmark samples cut around the boxes the cascade detects
-        assert json.loads((out / "samples" / str(size) / "manifest.json").read_text())["settings"]["landmark_frame"] == "wider"
+        settings = json.loads((out / "samples" / str(size) / "manifest.json").read_text())["settings"]
+        assert settings["landmark_frame"] == "wider"
+        assert size == 12 or settings["neg_ratio"] == 5.0  # the mined sets keep up to 5 negatives a positive
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
     for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
         assert torch.load(out / stage / "best.pt", weights_only=True)["config"]["mix"] == [3, 2, 1, 2]

@@ -49,6 +49,21 @@ def test_published_heads():
     assert has_landmark_head(create_model("onet"))
 
 
+def test_onet_dropout_acts_in_training_only():
+    """det3's dropout: same parameters as without it, same outputs in eval mode, random ones in training."""
+    plain, dropped = create_model("onet", dropout=0.0), create_model("onet", dropout=0.25)
+    assert list(plain.state_dict()) == list(dropped.state_dict())
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.from_numpy(random_images((4, 3, 48, 48)))
+    with torch.no_grad():
+        for a, b in zip(plain.eval()(x), dropped.eval()(x)):
+            assert torch.equal(a, b)
+        dropped.train()
+        torch.manual_seed(0)
+        first = dropped(x)[0]
+        assert not torch.equal(first, dropped(x)[0])
+
+
 # ---- every registered variant (the timm habit) -------------------------------------------------
 
 @pytest.mark.parametrize("name", list_models())

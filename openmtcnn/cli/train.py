@@ -63,6 +63,8 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
         read_wider,
     )
 
+    if not args.neg_ratio > 0:
+        raise UsageError(f"--neg-ratio must be > 0, got {args.neg_ratio}")
     if args.landmark_boxes and args.landmarks is None:
         raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")
     txt, images = wider_paths(args.wider)
@@ -80,7 +82,7 @@ def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str |
     return generate_hard(pictures, proposer(weights, stage), out, SIZES[stage], seed=args.seed,
                          limit=args.limit, tag=f"{weights}:{stage}", facepoint_list=lm_list,
                          facepoint_images=lm_images, extra=extra, landmark_frame=args.landmark_frame,
-                         workers=args.workers)
+                         neg_ratio=args.neg_ratio, workers=args.workers)
 
 
 def train_config(stage: str, args: argparse.Namespace):
@@ -204,6 +206,9 @@ def register(sub, export, compress) -> None:
         p.add_argument("--landmark-frame", choices=["facepoint", "wider"], default="facepoint",
                        help="landmark samples cropped around CNN_FacePoint's own boxes (brows to mouth, default) "
                             "or around them moved to WIDER's convention, the boxes O-Net is given when detecting")
+        p.add_argument("--neg-ratio", type=float, default=3.0,
+                       help="rnet/onet mining: negatives kept per picture, at most this many times its positives "
+                            "(default 3)")
         p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)

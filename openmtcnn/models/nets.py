@@ -91,15 +91,18 @@ class ONet(nn.Module):
     input_size = 48
 
     def __init__(self, channels: tuple[int, int, int, int, int] = (32, 64, 64, 128, 256),
-                 landmarks: bool = True, act: str = "prelu", separable: bool = False):
+                 landmarks: bool = True, act: str = "prelu", separable: bool = False, dropout: float = 0.0):
         super().__init__()
         c1, c2, c3, c4, c5 = channels
+        # Training-only dropout on the 256-wide layer, as the published det3 has (drop5, 0.25). It sits
+        # after the activation, which is the same thing (PReLU commutes with the mask) and keeps the
+        # parameter names of nets without it.
         self.body = nn.Sequential(
             *conv_act(3, c1, 3, act), nn.MaxPool2d(3, 2, ceil_mode=True),
             *conv_act(c1, c2, 3, act, separable), nn.MaxPool2d(3, 2, ceil_mode=True),
             *conv_act(c2, c3, 3, act, separable), nn.MaxPool2d(2, 2, ceil_mode=True),
             *conv_act(c3, c4, 2, act, separable), nn.Flatten(),
-            nn.Linear(c4 * 3 * 3, c5), activation(act, c5))
+            nn.Linear(c4 * 3 * 3, c5), activation(act, c5), *([nn.Dropout(dropout)] if dropout else []))
         self.heads = Heads(c5, landmarks, conv=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
