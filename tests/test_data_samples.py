@@ -382,6 +382,8 @@ def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
         c = entry["counts"]
         assert c["negative"] <= math.ceil(2.0 * max(c["positive"], 1))
     assert SampleSet(tmp_path / "24").counts() == summary["counts"]
+    with pytest.raises(ValueError, match="neg_ratio must be > 0"):
+        generate_hard(pictures, propose, tmp_path / "bad", 24, neg_ratio=0, verbose=False)
 
 
 def test_facepoint_boxes_move_to_the_wider_convention(facepoint):

@@ -209,6 +209,8 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
     """
     start = time.perf_counter()
     size = _check_size(size)
+    if not neg_ratio > 0:
+        raise ValueError(f"neg_ratio must be > 0, got {neg_ratio}")
     folder = Path(out) / str(size)
     pictures = [WiderImage(Path(p), np.asarray(g, np.float64).reshape(-1, 4))
                 for p, g in [*images_and_gts[:limit], *list(extra)[:limit]]]
