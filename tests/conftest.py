@@ -53,10 +53,13 @@ def astronaut_face() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def detector():
-    """One default detector for the whole session (building sessions is the slow part)."""
+    """One default detector on the CPU for the whole session (building sessions is the slow part).
+
+    The CPU's answers are the reference the exactness tests hold others to; ``test_gpu`` checks a GPU's.
+    """
     from openmtcnn import MTCNN
 
-    return MTCNN()
+    return MTCNN(device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,16 @@ def data_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"shared data folder not found: {root} (set OPENMTCNN_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def training_data(data_dir) -> Path:
+    """The shared data folder, when it holds the training parts (WIDER FACE train, CNN_FacePoint)."""
+    needed = [data_dir / "widerface" / "wider_face_split" / "wider_face_train_bbx_gt.txt",
+              data_dir / "widerface" / "WIDER_train" / "images", data_dir / "cnn_facepoint" / "trainImageList.txt"]
+    if not all(p.exists() for p in needed):
+        pytest.skip(f"WIDER FACE train data or CNN_FacePoint not found under {data_dir}")
+    return data_dir
 
 
 @pytest.fixture(scope="session")

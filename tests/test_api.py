@@ -171,7 +171,7 @@ def test_determinism(detector, astronaut, astronaut_path):
     b = detector.detect(astronaut.copy())
     assert_same(a, b)
     assert detector.detect_faces(astronaut_path) == detector.detect_faces(astronaut_path)
-    other = MTCNN()
+    other = MTCNN(device="cpu")
     assert_same(other.detect(astronaut), a)
 
 
@@ -380,10 +380,10 @@ def test_weight_set_by_folder_and_by_env(tmp_path, monkeypatch, astronaut, astro
 
     mine = tmp_path / "sets" / "mine"
     shutil.copytree(store.weights_dir("published"), mine)
-    assert_same(MTCNN(weights=str(mine)).detect(astronaut), astronaut_detections)
+    assert_same(MTCNN(weights=str(mine), device="cpu").detect(astronaut), astronaut_detections)
     monkeypatch.setenv("OPENMTCNN_WEIGHTS", str(tmp_path / "sets"))
     assert "mine" in available_weights() and "published" in available_weights()
-    assert_same(MTCNN(weights="mine").detect(astronaut), astronaut_detections)
+    assert_same(MTCNN(weights="mine", device="cpu").detect(astronaut), astronaut_detections)
 
 
 # ---- align ---------------------------------------------------------------------------------------

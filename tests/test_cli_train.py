@@ -28,19 +28,19 @@ def test_usage_errors(tmp_path, capsys):
     assert "--neg-ratio must be > 0" in capsys.readouterr().err
 
 
-def test_data_rnet_needs_weights(data_dir, tmp_path, capsys):
-    code = main(["data", "rnet", "--wider", str(data_dir / "widerface"), "--out", str(tmp_path / "o"), "--limit", "2"])
+def test_data_rnet_needs_weights(training_data, tmp_path, capsys):
+    code = main(["data", "rnet", "--wider", str(training_data / "widerface"), "--out", str(tmp_path / "o"), "--limit", "2"])
     assert code == 2 and "--weights" in capsys.readouterr().err
 
 
-def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astronaut):
+def test_train_all_runs_end_to_end_on_a_few_pictures(training_data, tmp_path, astronaut):
     import torch
 
     from openmtcnn import MTCNN
     from openmtcnn.weights import manifest
 
     out = tmp_path / "pipe"
-    code = main(["train", "all", "--wider", str(data_dir / "widerface"), "--landmarks", str(data_dir / "cnn_facepoint"),
+    code = main(["train", "all", "--wider", str(training_data / "widerface"), "--landmarks", str(training_data / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
                  "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2",
                  "--landmark-frame", "wider", "--neg-ratio", "5"])
@@ -69,10 +69,10 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(data_dir, tmp_path, astrona
     assert main(["export", "trained", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_data_random_gives_positives_and_parts_to_join(data_dir, tmp_path):
+def test_data_random_gives_positives_and_parts_to_join(training_data, tmp_path):
     from openmtcnn.data.store import SampleSet
 
-    assert main(["data", "rnet", "--random", "--wider", str(data_dir / "widerface"), "--out", str(tmp_path / "r"),
+    assert main(["data", "rnet", "--random", "--wider", str(training_data / "widerface"), "--out", str(tmp_path / "r"),
                  "--limit", "3"]) == 0
     counts = SampleSet(tmp_path / "r" / "24").counts()
     assert counts["positive"] > 0 and counts["part"] > 0 and counts["negative"] == counts["landmark"] == 0

@@ -442,11 +442,9 @@ def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
     assert hard["complete"] and all(e["counts"]["positive"] + e["counts"]["part"] >= 1 for e in shards[2:4])
 
 
-def test_real_data_quick(data_dir, tmp_path):
-    wider_dir, fp = data_dir / "widerface", data_dir / "cnn_facepoint"
+def test_real_data_quick(training_data, tmp_path):
+    wider_dir, fp = training_data / "widerface", training_data / "cnn_facepoint"
     txt = wider_dir / "wider_face_split" / "wider_face_train_bbx_gt.txt"
-    if not txt.is_file() or not (fp / "trainImageList.txt").is_file():
-        pytest.skip("WIDER FACE train list or CNN_FacePoint not in the shared data")
     summary = generate_pnet(txt, wider_dir / "WIDER_train" / "images", fp / "trainImageList.txt", fp, tmp_path,
                             limit=3, workers=1, verbose=False)
     assert summary["complete"] and all(v > 0 for v in summary["counts"].values())

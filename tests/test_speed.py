@@ -74,7 +74,7 @@ def test_area_resize_is_inter_area(size):
 
 @pytest.mark.parametrize("backend", ["onnx", "opencv", "torch"])
 def test_backends_find_the_same_faces(backend, astronaut, astronaut_detections):
-    d = MTCNN(backend=backend).detect(astronaut)
+    d = MTCNN(backend=backend, device="cpu").detect(astronaut)
     ref = astronaut_detections
     assert len(d.boxes) == len(ref.boxes)
     np.testing.assert_allclose(d.boxes, ref.boxes, atol=0.05)
@@ -96,7 +96,7 @@ def test_bad_batch_size_is_a_value_error(bad):
 def test_batched_detection_equals_one_by_one(detector, astronaut):
     images = [astronaut, np.zeros((50, 80, 3), np.uint8), fit_frame(astronaut, 320, 200), astronaut[::-1].copy()]
     singles = [detector.detect(im) for im in images]
-    small_batches = MTCNN(batch_size=3).detect(images)
+    small_batches = MTCNN(batch_size=3, device="cpu").detect(images)
     for batch in (detector.detect(images), small_batches):
         assert len(batch) == len(images)
         for a, b in zip(singles, batch):
@@ -130,12 +130,12 @@ def test_workers_give_the_answers_of_one_thread(astronaut):
     """Levels and crops of one image, and the images of a list, spread over workers: same faces."""
     images = [astronaut, fit_frame(astronaut, 320, 200), np.zeros((40, 60, 3), np.uint8), astronaut[:, ::-1].copy(),
               fit_frame(astronaut, 200, 260), astronaut[::2, ::2].copy()]
-    sequential = MTCNN(threads=1)
+    sequential = MTCNN(threads=1, device="cpu")
     assert sequential.workers == 1
     want = sequential.detect(images)
     assert sequential._executor is None  # one thread: no workers
-    parallel = MTCNN(threads=3)
-    assert parallel.workers == 3 and MTCNN(threads=3, backend="opencv").workers == 1
+    parallel = MTCNN(threads=3, device="cpu")
+    assert parallel.workers == 3 and MTCNN(threads=3, backend="opencv", device="cpu").workers == 1
     for got in (parallel.detect(images), [parallel.detect(im) for im in images]):
         assert len(got) == len(images)
         for a, b in zip(want, got):

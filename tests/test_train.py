@@ -186,13 +186,15 @@ class KilledAfter(ToySamples):
         return super().__getitem__(idx)
 
 
-def test_resume_continues_where_it_stopped(tmp_path):
-    kw = dict(stage="rnet", epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1, jitter=0.2)
-    train(ToySamples(n=480, size=24, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
+@pytest.mark.parametrize("stage, size, model_kwargs", [("rnet", 24, {}), ("onet", 48, {"dropout": 0.25})])
+def test_resume_continues_where_it_stopped(tmp_path, stage, size, model_kwargs):
+    kw = dict(stage=stage, epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1, jitter=0.2,
+              model_kwargs=model_kwargs)
+    train(ToySamples(n=480, size=size, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # 3 train + 1 validation reads per epoch: dies inside epoch 3
-        train(KilledAfter(9, n=480, size=24, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
+        train(KilledAfter(9, n=480, size=size, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
     assert [e["epoch"] for e in json.loads((tmp_path / "b" / "history.json").read_text())] == [1, 2]
-    resumed = train(ToySamples(n=480, size=24, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
+    resumed = train(ToySamples(n=480, size=size, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
     assert [e["epoch"] for e in resumed["history"]] == [1, 2, 3]
     a, b = load_trained(tmp_path / "a" / "last.pt"), load_trained(tmp_path / "b" / "last.pt")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
@@ -227,7 +229,7 @@ import numpy as np
 sys.path.insert(0, {tests!r})
 from test_train import ToySamples
 from openmtcnn.train.trainer import TrainConfig, train
-cfg = TrainConfig(stage="pnet", epochs=2, batch_size=32, steps_per_epoch=3, threads=1)
+cfg = TrainConfig(stage="pnet", epochs=2, batch_size=32, steps_per_epoch=3, threads=1, device="cpu")
 train(ToySamples(), {out!r}, cfg, show_progress=False)
 """
 

@@ -38,7 +38,7 @@ def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[
     from openmtcnn import MTCNN
     from openmtcnn.detect import boxes as B
 
-    detector = MTCNN(weights=weights, threads=threads)
+    detector = MTCNN(weights=weights, threads=threads, device="cpu")  # the same samples on every machine
 
     def propose(rgb: np.ndarray) -> np.ndarray:
         integral = B.integral_image(rgb)

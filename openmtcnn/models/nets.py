@@ -10,6 +10,8 @@ so training, export and detection share one input convention. Each returns
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -121,3 +123,14 @@ class Inference(nn.Module):
         if logits.shape[1] == 1:  # one logit l1 - l0 (export.onnx.one_face_logit): softmax(l)[1] = sigmoid(l1 - l0)
             return (torch.sigmoid(logits[:, 0]), *rest)
         return (torch.softmax(logits, dim=1)[:, 1], *rest)
+
+
+def exact_on_cuda(device: torch.device):
+    """cuDNN in full float32 (no TF32) with deterministic kernels, on CUDA; nothing elsewhere.
+
+    Detection then matches the CPU's answers to float rounding, and a resumed training run
+    repeats an unbroken one.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)

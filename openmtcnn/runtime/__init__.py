@@ -32,45 +32,100 @@ class Nets:
         return tuple(np.concatenate(outs) for outs in zip(*parts))
 
 
+DEVICES = (None, "auto", "cpu", "cuda")
+
+
+def torch_gpu(look_first: bool = True) -> bool:
+    """Whether PyTorch is installed and sees a CUDA GPU.
+
+    With ``look_first`` (device "auto"), PyTorch is imported only where an NVIDIA driver is
+    visible, so CPU machines do not pay for importing it.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    try:
+        if sys.modules.get("torch", 0) is None or importlib.util.find_spec("torch") is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    if look_first and sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def choose_engine(backend: str = "auto", device: str | None = "auto") -> tuple[str, str]:
+    """(engine, device) that a backend and device request runs on: engine onnx/opencv/torch, cpu/cuda.
+
+    "auto" on a GPU takes ONNX Runtime's CUDA provider, else PyTorch on CUDA, whichever is installed;
+    "auto" without one, ONNX Runtime on the CPU. An explicit "cuda" that nothing can serve fails here.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+    wants_gpu = device in ("cuda", "auto")
+    if backend == "opencv":
+        if device == "cuda":
+            raise ValueError("backend 'opencv' runs on the CPU; for a GPU use backend 'auto', 'onnx' or 'torch'")
+        return "opencv", "cpu"
+    if backend == "torch":
+        gpu = wants_gpu and torch_gpu(look_first=False)
+        if device == "cuda" and not gpu:
+            raise ValueError("device 'cuda' with backend 'torch' needs PyTorch built with CUDA and a GPU it sees")
+        return "torch", "cuda" if gpu else "cpu"
+    from openmtcnn.runtime.onnx import cuda_available, providers_for
+
+    if backend == "onnx" or not wants_gpu or cuda_available():
+        return "onnx", "cuda" if providers_for(device)[0] == "CUDAExecutionProvider" else "cpu"
+    if torch_gpu(look_first=device == "auto"):
+        return "torch", "cuda"
+    if device == "cuda":
+        import onnxruntime as ort
+
+        raise ValueError("device 'cuda' needs onnxruntime-gpu (this ONNX Runtime offers "
+                         f"{ort.get_available_providers()}) or PyTorch with CUDA")
+    return "onnx", "cpu"
+
+
 def runs_concurrently(backend: str = "auto", device: str | None = "auto") -> bool:
     """Whether one set of nets may serve several threads at once: ONNX Runtime on the CPU.
 
     (An OpenCV DNN net keeps its input between calls; GPUs batch instead.)
     """
-    from openmtcnn.runtime.onnx import providers_for
-
-    return backend in ("auto", "onnx") and providers_for(device)[0] == "CPUExecutionProvider"
+    return choose_engine(backend, device) == ("onnx", "cpu")
 
 
 def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int | None = None,
               device: str | None = "auto") -> Nets:
-    """The three nets of a weight set.
+    """The three nets of a weight set, on the engine ``choose_engine`` picks.
 
-    "auto" runs all three on ONNX Runtime: its CPU provider (the fastest engine measured for the
-    exported graphs, see ``export.onnx.for_runtime``), or its CUDA provider on a GPU.
-    Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
+    On the CPU "auto" runs all three on ONNX Runtime (the fastest engine measured for the
+    exported graphs, see ``export.onnx.for_runtime``). Int8 weight sets (manifest
+    ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     int8 = bool(store.manifest(weights).get("int8"))
-    if int8 and backend in ("torch", "opencv"):
+    engine, where = choose_engine("onnx" if int8 and backend == "auto" else backend, device)
+    if int8 and engine != "onnx":
         raise ValueError(f"weights {str(weights)!r} are int8 ONNX (QDQ), which only ONNX Runtime runs: use "
                          "backend 'auto' or 'onnx' (or the float weight set they were made from)")
-    if backend == "torch":
+    chunks = CPU_CHUNKS if where == "cpu" else None
+    if engine == "torch":
         from openmtcnn.runtime.torch import torch_nets
-        nets = torch_nets(weights, threads=threads, device=device)
-        on_gpu = next(iter(nets.values())).device.type == "cuda"
-        return Nets(nets, {s: "torch" for s in nets}, None if on_gpu else CPU_CHUNKS)
-    from openmtcnn.runtime.onnx import OrtNet, providers_for
-
-    on_gpu = providers_for(device)[0] == "CUDAExecutionProvider"  # an unknown device fails here
-    engines = {s: "opencv" if backend == "opencv" else "onnx" for s in store.STAGES}
+        nets = torch_nets(weights, threads=threads, device=where)
+        return Nets(nets, {s: "torch" for s in nets}, chunks)
     nets = {}
-    for stage, engine in engines.items():
+    for stage in store.STAGES:
         path = store.onnx_path(weights, stage)
         if engine == "opencv":
             from openmtcnn.runtime.opencv import CvNet
             nets[stage] = CvNet(path)
         else:
-            nets[stage] = OrtNet(path, threads=threads, device=device)
-    return Nets(nets, engines, None if on_gpu else CPU_CHUNKS)
+            from openmtcnn.runtime.onnx import OrtNet
+            nets[stage] = OrtNet(path, threads=threads, device=where)
+    return Nets(nets, {s: engine for s in store.STAGES}, chunks)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from openmtcnn import weights as store
-from openmtcnn.models.nets import Inference
+from openmtcnn.models.nets import Inference, exact_on_cuda
 from openmtcnn.models.registry import create_model, model_overrides
 
 
@@ -26,7 +26,8 @@ class TorchNet:
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        out = self.module(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
+        with exact_on_cuda(self.device):
+            out = self.module(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
         return tuple(t.cpu().numpy() for t in out)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from openmtcnn.fileio import atomic_write, atomic_write_bytes
+from openmtcnn.models.nets import exact_on_cuda
 from openmtcnn.models.registry import create_model, model_overrides, model_spec, overrides_json
 from openmtcnn.progress import progress
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, TASK_WEIGHTS, mtcnn_loss
@@ -153,12 +154,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size), starting the process group when launched by torchrun."""
+def distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device), starting the process group when launched by torchrun.
+
+    On CUDA each process of a node takes its own GPU (NCCL); on the CPU the processes talk over gloo.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        local, per_node = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        if per_node > torch.cuda.device_count():
+            raise ValueError(f"{per_node} processes per node but {torch.cuda.device_count()} GPU(s): start at most "
+                             "one process per GPU (torchrun --nproc_per_node), or train with device 'cpu'")
+        device = torch.device("cuda", local)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_rank(), world, device
 
 
 def build_net(cfg: TrainConfig) -> torch.nn.Module:
@@ -211,10 +223,7 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
     adds a term to every batch's loss (e.g. distillation from a teacher).
     """
     out = Path(out_dir)
-    rank, world = distributed()
-    device = pick_device(cfg.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    rank, world, device = distributed(pick_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -235,40 +244,43 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     train_idx, val_idx = split_indices(samples.indices_by_kind(), cfg.val_fraction, cfg.seed)
     weights = TASK_WEIGHTS[cfg.stage]
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        batches = epoch_batches(train_idx, cfg, epoch, rank)
-        flips = np.random.default_rng([cfg.seed, epoch, rank, 1])
-        shades = np.random.default_rng([cfg.seed, epoch, rank, 2])
-        sums = np.zeros(4)
-        for idx in progress(batches, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", enable=show_progress and rank == 0):
-            flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
-            shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
-            x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
-            outputs = model(x)
-            loss = mtcnn_loss(outputs, kind, box, lmk, weights, cfg.ohem_keep)
-            total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
-        sched.step()
-        if rank == 0:
-            metrics = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2),
-                       **{f"train_{k}": float(v) / len(batches)
-                          for k, v in zip(("loss", "cls_loss", "box_loss", "landmark_loss"), sums)},
-                       **{f"val_{k}": v for k, v in evaluate(net, samples, val_idx, cfg, device).items()}}
-            history.append(metrics)
-            state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch, "history": history, "best": float(min(best, metrics["val_loss"])),
-                     "config": config_dict(cfg)}
-            if metrics["val_loss"] < best:
-                best = metrics["val_loss"]
-                save_checkpoint(out / "best.pt", state)
-            save_checkpoint(last, state)
-            atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
-        if world > 1:
-            torch.distributed.barrier()
+    with exact_on_cuda(device):  # TF32 off, deterministic cuDNN: a resumed run repeats an unbroken one
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + rank)  # dropout: a resumed epoch draws alike
+            batches = epoch_batches(train_idx, cfg, epoch, rank)
+            flips = np.random.default_rng([cfg.seed, epoch, rank, 1])
+            shades = np.random.default_rng([cfg.seed, epoch, rank, 2])
+            sums = np.zeros(4)
+            desc = f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}"
+            for idx in progress(batches, desc=desc, enable=show_progress and rank == 0):
+                flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
+                shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
+                x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
+                outputs = model(x)
+                loss = mtcnn_loss(outputs, kind, box, lmk, weights, cfg.ohem_keep)
+                total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+                sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
+            sched.step()
+            if rank == 0:
+                metrics = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 2),
+                           **{f"train_{k}": float(v) / len(batches)
+                              for k, v in zip(("loss", "cls_loss", "box_loss", "landmark_loss"), sums)},
+                           **{f"val_{k}": v for k, v in evaluate(net, samples, val_idx, cfg, device).items()}}
+                history.append(metrics)
+                state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "epoch": epoch, "history": history, "best": float(min(best, metrics["val_loss"])),
+                         "config": config_dict(cfg)}
+                if metrics["val_loss"] < best:
+                    best = metrics["val_loss"]
+                    save_checkpoint(out / "best.pt", state)
+                save_checkpoint(last, state)
+                atomic_write_bytes(out / "history.json", (json.dumps(history, indent=1) + "\n").encode())
+            if world > 1:
+                torch.distributed.barrier()
     return {"history": history, "best_val_loss": best, "out": str(out)}
 
 

@@ -1,0 +1,65 @@
+"""Which engine a backend/device request runs on, with the GPUs' presence simulated."""
+from __future__ import annotations
+
+import pytest
+
+import openmtcnn.runtime as runtime
+import openmtcnn.runtime.onnx as ort_runtime
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Set what this machine offers: ONNX Runtime's CUDA provider and/or PyTorch on a GPU."""
+    def offer(ort_cuda: bool, torch_cuda: bool) -> None:
+        monkeypatch.setattr(ort_runtime, "cuda_available", lambda: ort_cuda)
+        monkeypatch.setattr(runtime, "torch_gpu", lambda look_first=True: torch_cuda)
+    return offer
+
+
+@pytest.mark.parametrize("ort_cuda, torch_cuda, backend, device, expected", [
+    (False, False, "auto", "auto", ("onnx", "cpu")),
+    (False, False, "auto", "cpu", ("onnx", "cpu")),
+    (True, True, "auto", "auto", ("onnx", "cuda")),       # ONNX Runtime's CUDA provider first
+    (False, True, "auto", "auto", ("torch", "cuda")),     # else PyTorch on the GPU
+    (False, True, "auto", "cuda", ("torch", "cuda")),
+    (False, True, "auto", "cpu", ("onnx", "cpu")),        # "cpu" is never overridden
+    (False, True, "onnx", "auto", ("onnx", "cpu")),       # an explicit engine is kept
+    (True, False, "torch", "auto", ("torch", "cpu")),
+    (False, True, "torch", "cuda", ("torch", "cuda")),
+    (True, True, "opencv", "auto", ("opencv", "cpu")),
+])
+def test_engine_choice(machine, ort_cuda, torch_cuda, backend, device, expected):
+    machine(ort_cuda, torch_cuda)
+    assert runtime.choose_engine(backend, device) == expected
+    assert runtime.runs_concurrently(backend, device) == (expected == ("onnx", "cpu"))
+
+
+@pytest.mark.parametrize("backend, device, match", [
+    ("auto", "cuda", "onnxruntime-gpu"),
+    ("onnx", "cuda", "CUDA requested"),
+    ("torch", "cuda", "PyTorch built with CUDA"),
+    ("opencv", "cuda", "runs on the CPU"),
+    ("auto", "gpu", "unknown device"),
+    ("tensorrt", "auto", "unknown backend"),
+])
+def test_unservable_requests_fail_with_a_reason(machine, backend, device, match):
+    machine(False, False)
+    with pytest.raises(ValueError, match=match):
+        runtime.choose_engine(backend, device)
+
+
+def test_int8_weights_stay_on_onnx_runtime_when_a_torch_gpu_is_there(machine):
+    machine(False, True)
+    assert runtime.make_nets("published-int8").engines == {"pnet": "onnx", "rnet": "onnx", "onet": "onnx"}
+
+
+def test_a_cpu_machine_does_not_import_torch_to_look_for_a_gpu(monkeypatch):
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or os.path.exists("/dev/nvidiactl"):
+        pytest.skip("needs a Linux machine without an NVIDIA driver")
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())  # "installed"
+    assert runtime.torch_gpu() is False
+    assert "torch" not in sys.modules
