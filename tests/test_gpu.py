@@ -1,4 +1,7 @@
-"""The GPU path (ONNX Runtime's CUDA provider or PyTorch on CUDA): runs only where a GPU is."""
+"""The GPU path (ONNX Runtime's CUDA provider or PyTorch on CUDA): runs only where a GPU is.
+
+Training needs no test here: test_train's runs use device "auto", so they train on CUDA there.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -39,23 +42,3 @@ def test_gpu_finds_the_cpus_faces(gpu_detector, detector, astronaut, astronaut_d
     images = [astronaut, astronaut[::-1].copy(), np.zeros((50, 80, 3), np.uint8)]
     for got, want in zip(gpu_detector.detect(images), detector.detect(images)):
         assert_close(got, want)
-
-
-@pytest.mark.skipif(ENGINE is None or ENGINE[0] != "torch", reason="trains with PyTorch on CUDA")
-def test_training_on_cuda_lowers_the_loss_and_resumes_exactly(tmp_path):
-    import torch
-    from test_train import KilledAfter, ToySamples
-
-    from openmtcnn.train.trainer import TrainConfig, load_trained, train
-
-    kw = dict(stage="onet", epochs=3, batch_size=48, steps_per_epoch=3, seed=3, device="cuda",
-              model_kwargs={"dropout": 0.25})
-    ran = train(ToySamples(n=480, size=48, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
-    losses = [e["train_loss"] for e in ran["history"]]
-    assert losses[-1] < losses[0]
-    with pytest.raises(KeyboardInterrupt):
-        train(KilledAfter(9, n=480, size=48, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
-    train(ToySamples(n=480, size=48, seed=2), tmp_path / "b", TrainConfig(**kw), show_progress=False)
-    a, b = load_trained(tmp_path / "a" / "last.pt"), load_trained(tmp_path / "b" / "last.pt")
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(p, q), name

@@ -51,6 +51,7 @@ def test_unservable_requests_fail_with_a_reason(machine, backend, device, match)
 def test_int8_weights_stay_on_onnx_runtime_when_a_torch_gpu_is_there(machine):
     machine(False, True)
     assert runtime.make_nets("published-int8").engines == {"pnet": "onnx", "rnet": "onnx", "onet": "onnx"}
+    assert runtime.runs_concurrently(weights="published-int8")
 
 
 def test_a_cpu_machine_does_not_import_torch_to_look_for_a_gpu(monkeypatch):

@@ -103,7 +103,7 @@ class MTCNN:
         self.traces: list[dict[str, np.ndarray]] | None = None  # set to [] to keep every stage's boxes
         # On a CPU with ONNX Runtime, `threads` workers share single-threaded nets: the NumPy and
         # OpenCV work between net calls runs in parallel too. Other engines use threads inside each net.
-        self.workers = max(1, int(threads or os.cpu_count() or 1)) if runs_concurrently(backend, device) else 1
+        self.workers = max(1, int(threads or os.cpu_count() or 1)) if runs_concurrently(backend, device, weights) else 1
         self.nets = make_nets(weights, backend=backend, threads=1 if self.workers > 1 else threads, device=device)
         if threads:
             import cv2

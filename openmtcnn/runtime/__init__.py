@@ -59,14 +59,17 @@ def torch_gpu(look_first: bool = True) -> bool:
     return bool(torch.cuda.is_available())
 
 
-def choose_engine(backend: str = "auto", device: str | None = "auto") -> tuple[str, str]:
+def choose_engine(backend: str = "auto", device: str | None = "auto", weights: str | None = None) -> tuple[str, str]:
     """(engine, device) that a backend and device request runs on: engine onnx/opencv/torch, cpu/cuda.
 
     "auto" on a GPU takes ONNX Runtime's CUDA provider, else PyTorch on CUDA, whichever is installed;
     "auto" without one, ONNX Runtime on the CPU. An explicit "cuda" that nothing can serve fails here.
+    Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) take ONNX Runtime under "auto".
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "auto" and weights is not None and store.manifest(weights).get("int8"):
+        backend = "onnx"
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
     wants_gpu = device in ("cuda", "auto")
@@ -93,12 +96,12 @@ def choose_engine(backend: str = "auto", device: str | None = "auto") -> tuple[s
     return "onnx", "cpu"
 
 
-def runs_concurrently(backend: str = "auto", device: str | None = "auto") -> bool:
+def runs_concurrently(backend: str = "auto", device: str | None = "auto", weights: str | None = None) -> bool:
     """Whether one set of nets may serve several threads at once: ONNX Runtime on the CPU.
 
     (An OpenCV DNN net keeps its input between calls; GPUs batch instead.)
     """
-    return choose_engine(backend, device) == ("onnx", "cpu")
+    return choose_engine(backend, device, weights) == ("onnx", "cpu")
 
 
 def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int | None = None,
@@ -109,9 +112,8 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
     exported graphs, see ``export.onnx.for_runtime``). Int8 weight sets (manifest
     ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
     """
-    int8 = bool(store.manifest(weights).get("int8"))
-    engine, where = choose_engine("onnx" if int8 and backend == "auto" else backend, device)
-    if int8 and engine != "onnx":
+    engine, where = choose_engine(backend, device, weights)
+    if engine != "onnx" and store.manifest(weights).get("int8"):
         raise ValueError(f"weights {str(weights)!r} are int8 ONNX (QDQ), which only ONNX Runtime runs: use "
                          "backend 'auto' or 'onnx' (or the float weight set they were made from)")
     chunks = CPU_CHUNKS if where == "cpu" else None
