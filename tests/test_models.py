@@ -238,6 +238,39 @@ def test_runtime_graph_is_the_same_function(name):
         np.testing.assert_allclose(a, b, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_pool_before_prelu_is_the_same_function(name):
+    """P-Nets pool before their first PReLU, bit for bit, with slopes of both signs (the V-shaped
+    case needs the window's minimum too); R-Nets and O-Nets are left as they are."""
+    import onnx
+
+    from openmtcnn.export.onnx import PoolThenPReLU, pad_channels, pool_before_prelu, to_onnx_bytes
+
+    torch.manual_seed(3)
+    model = create_model(name).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.PReLU):
+            m.weight.data.uniform_(-1.5, 1.5)
+    pooled = pool_before_prelu(model)
+    rewritten = [m for m in pooled.body if isinstance(m, PoolThenPReLU)]
+    if model_spec(name).input_size != 12:
+        assert not rewritten
+        return
+    size = 12
+    x = random_images((3, 3, size + 31, size + 45), seed=7)
+    # Against the same widths (channels padded to 16), so both graphs sum in the same order.
+    plain = _session(to_onnx_bytes(pad_channels(model), optimize=False)).run(None, {"image": x})
+    got = _session(to_onnx_bytes(pad_channels(pooled), optimize=False)).run(None, {"image": x})
+    for a, b in zip(plain, got):
+        np.testing.assert_array_equal(a, b)
+    first = [m for m in model.body if isinstance(m, torch.nn.Conv2d)][0]
+    if first.groups == 1 and any(isinstance(m, torch.nn.PReLU) for m in model.body) and not any(
+            isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.body):
+        assert rewritten  # conv, PReLU, pool followed by a plain convolution
+        ops = [n.op_type for n in onnx.load_from_string(to_onnx_bytes(model)).graph.node]
+        assert ops.index("MaxPool") < ops.index("Relu")  # the activation runs on the pooled map
+
+
 def test_shipped_onnx_files_are_runtime_graphs():
     import onnx
 

@@ -54,6 +54,84 @@ def split_prelus(net: nn.Module) -> nn.Module:
     return net
 
 
+class PoolThenPReLU(nn.Module):
+    """Convolution, PReLU, max-pool computed as convolution, max-pool, PReLU: the same numbers, bit for bit.
+
+    The activation then runs on the pooled map, a quarter of the elements, where it costs
+    several passes over memory (``SplitPReLU``). Where a slope a >= 0, PReLU is monotone and
+    commutes with max. Where a < 0 it is V-shaped, so a window's largest value comes from its
+    largest or its smallest input: max(relu(max y), -a * relu(-min y)). The convolution also
+    gives -y for those channels (negated weights: the same sums, negated exactly), so one
+    max-pool yields max y and -min y, and a sparse 1x1 convolution moves -a * relu(-min y)
+    back onto channel c; elsewhere it gives -1e30, which max ignores.
+    """
+
+    def __init__(self, conv: nn.Conv2d, prelu: nn.PReLU, pool: nn.MaxPool2d, multiple: int = 16):
+        super().__init__()
+        slope = prelu.weight.detach()
+        c = conv.out_channels
+        negative = torch.nonzero(slope < 0).flatten()
+        k = len(negative)
+        self.width = width = -(-(c + k) // multiple) * multiple
+        w, b = conv.weight.detach(), conv.bias.detach()
+        self.conv = nn.Conv2d(conv.in_channels, width, conv.kernel_size, conv.stride, conv.padding)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.cat([w, -w[negative], w.new_zeros(width - c - k, *w.shape[1:])]))
+            self.conv.bias.copy_(torch.cat([b, -b[negative], b.new_zeros(width - c - k)]))
+        self.pool = pool
+        padded = torch.cat([slope, slope.new_zeros(width - c)])  # channels past c: relu(-min y) or 0, read by nothing
+        self.register_buffer("minus_one", -torch.ones(width, 1, 1, 1))
+        self.register_buffer("minus_slope", -padded.view(-1, 1, 1, 1))
+        self.has_negative = k > 0
+        select, bias = torch.zeros(width, width, 1, 1), torch.full((width,), -1e30)
+        select[negative, c + torch.arange(k), 0, 0] = -slope[negative]
+        bias[negative] = 0
+        self.register_buffer("select", select)
+        self.register_buffer("select_bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(self.conv(x))
+        positive = F.relu(pooled)  # shared by both terms: as in SplitPReLU, one product is non-zero
+        out = positive + F.conv2d(F.relu(F.conv2d(pooled, self.minus_one, groups=self.width)),
+                                  self.minus_slope, groups=self.width)
+        if not self.has_negative:
+            return out
+        return torch.maximum(out, F.conv2d(positive, self.select, self.select_bias))
+
+
+def pool_before_prelu(net: nn.Module) -> nn.Module:
+    """A copy of a fully convolutional ``net`` (P-Net) with conv-PReLU-pool blocks as ``PoolThenPReLU``.
+
+    Only P-Nets: on R-Net's and O-Net's small maps the extra operations cost more than they
+    save (ONNX Runtime, 2 threads: P-Net on a 1152x648 level 23.7 -> 19.0 ms; R-Net on 64
+    crops 0.91 -> 1.55 ms). A block is rewritten when the next weighted layer is a plain
+    convolution, which then reads the wider map with zero weights on the extra channels.
+    """
+    net = copy.deepcopy(net)
+    if not isinstance(net.heads.cls, nn.Conv2d):
+        return net
+    layers, out, i = list(net.body), [], 0
+    while i < len(layers):
+        block = layers[i:i + 3]
+        nxt = next((m for m in layers[i + 3:] if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+        if (len(block) == 3 and isinstance(block[0], nn.Conv2d) and block[0].groups == 1
+                and isinstance(block[1], nn.PReLU) and isinstance(block[2], nn.MaxPool2d)
+                and isinstance(nxt, nn.Conv2d) and nxt.groups == 1):
+            pooled = PoolThenPReLU(*block)
+            extra = pooled.width - nxt.in_channels
+            with torch.no_grad():
+                nxt.weight = nn.Parameter(torch.cat([nxt.weight, nxt.weight.new_zeros(
+                    nxt.weight.shape[0], extra, *nxt.weight.shape[2:])], 1))
+            nxt.in_channels = pooled.width
+            out.append(pooled)
+            i += 3
+        else:
+            out.append(layers[i])
+            i += 1
+    net.body = nn.Sequential(*out)
+    return net
+
+
 def one_face_logit(net: nn.Module) -> nn.Module:
     """A copy of ``net`` whose face head gives one logit, l_face - l_background.
 
@@ -72,7 +150,7 @@ def one_face_logit(net: nn.Module) -> nn.Module:
 
 def for_runtime(net: nn.Module) -> nn.Module:
     """The same function written for speed on ONNX Runtime's CPU (see each step)."""
-    return one_face_logit(split_prelus(pad_channels(net)))
+    return one_face_logit(split_prelus(pad_channels(pool_before_prelu(net))))
 
 
 def to_onnx_bytes(net: nn.Module, optimize: bool = True) -> bytes:
