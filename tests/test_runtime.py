@@ -64,3 +64,28 @@ def test_a_cpu_machine_does_not_import_torch_to_look_for_a_gpu(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())  # "installed"
     assert runtime.torch_gpu() is False
     assert "torch" not in sys.modules
+
+
+@pytest.mark.parametrize("name", __import__("openmtcnn.models", fromlist=["list_models"]).list_models("pnet"))
+def test_pnet_strips_give_the_same_numbers(name):
+    """A P-Net map run in strips of rows equals one call, bit for bit, for every P-Net variant,
+    odd sizes (a partial pooling window at the bottom) and strips of one row included."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.models import create_model
+
+    torch.manual_seed(4)
+    session = ort.InferenceSession(to_onnx_bytes(create_model(name)), providers=["CPUExecutionProvider"])
+    net = lambda batch: tuple(session.run(None, {"image": batch}))  # noqa: E731
+    rng = np.random.default_rng(1)
+    for height, width in ((12, 12), (41, 40), (57, 63), (101, 30), (13, 90)):
+        x = rng.uniform(0, 255, (2, 3, height, width)).astype(np.float32)
+        whole = net(x)
+        for strip in (1, 7, 40, 10**6):
+            got = runtime.Nets({"pnet": net}, {"pnet": "onnx"}, strips=strip)("pnet", x)
+            for a, b in zip(got, whole):
+                assert a.shape == b.shape
+                np.testing.assert_array_equal(a, b)

@@ -159,7 +159,14 @@ def area_resize(integral: np.ndarray, width: int, height: int, channels_first: b
     ys = np.round(np.arange(height + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
     s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
     inverse_cell = (1 / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
-    return _cell_means(s[None], inverse_cell[None], channels_first)[0]
+    # One channel at a time: on a whole level the temporaries then stay small (1080p pyramid,
+    # one thread: 39 -> 34 ms); for many small crops ``_cell_means`` is faster.
+    out = np.empty((s.shape[2], height, width) if channels_first else (height, width, s.shape[2]), np.float32)
+    for k in range(s.shape[2]):
+        rows = np.subtract(s[1:, :, k], s[:-1, :, k])
+        np.multiply(np.subtract(rows[:, 1:], rows[:, :-1]), inverse_cell,
+                    out=out[k] if channels_first else out[..., k], casting="unsafe")
+    return out
 
 
 def _cell_means(s: np.ndarray, inverse_cell: np.ndarray, channels_first: bool) -> np.ndarray:
