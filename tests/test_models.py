@@ -263,9 +263,8 @@ def test_pool_before_prelu_is_the_same_function(name):
     got = _session(to_onnx_bytes(pad_channels(pooled), optimize=False)).run(None, {"image": x})
     for a, b in zip(plain, got):
         np.testing.assert_array_equal(a, b)
-    first = [m for m in model.body if isinstance(m, torch.nn.Conv2d)][0]
-    if first.groups == 1 and any(isinstance(m, torch.nn.PReLU) for m in model.body) and not any(
-            isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.body):
+    separable = any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.body)
+    if any(isinstance(m, torch.nn.PReLU) for m in model.body) and not separable:
         assert rewritten  # conv, PReLU, pool followed by a plain convolution
         ops = [n.op_type for n in onnx.load_from_string(to_onnx_bytes(model)).graph.node]
         assert ops.index("MaxPool") < ops.index("Relu")  # the activation runs on the pooled map

@@ -1,10 +1,11 @@
-"""Which engine a backend/device request runs on, with the GPUs' presence simulated."""
+"""Which engine a backend/device request runs on (the GPUs' presence simulated), and P-Net in strips."""
 from __future__ import annotations
 
 import pytest
 
 import openmtcnn.runtime as runtime
 import openmtcnn.runtime.onnx as ort_runtime
+from openmtcnn.models import list_models
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_a_cpu_machine_does_not_import_torch_to_look_for_a_gpu(monkeypatch):
     assert "torch" not in sys.modules
 
 
-@pytest.mark.parametrize("name", __import__("openmtcnn.models", fromlist=["list_models"]).list_models("pnet"))
+@pytest.mark.parametrize("name", list_models("pnet"))
 def test_pnet_strips_give_the_same_numbers(name):
     """A P-Net map run in strips of rows equals one call, bit for bit, for every P-Net variant,
     odd sizes (a partial pooling window at the bottom) and strips of one row included."""

@@ -103,8 +103,8 @@ def pool_before_prelu(net: nn.Module) -> nn.Module:
     """A copy of a fully convolutional ``net`` (P-Net) with conv-PReLU-pool blocks as ``PoolThenPReLU``.
 
     Only P-Nets: on R-Net's and O-Net's small maps the extra operations cost more than they
-    save (ONNX Runtime, 2 threads: P-Net on a 1152x648 level 23.7 -> 19.0 ms; R-Net on 64
-    crops 0.91 -> 1.55 ms). A block is rewritten when the next weighted layer is a plain
+    save (ONNX Runtime, 2 threads: published P-Net on a 1152x648 level 24.8 -> 20.6 ms; R-Net
+    on 64 crops 0.91 -> 1.55 ms). A block is rewritten when the next weighted layer is a plain
     convolution, which then reads the wider map with zero weights on the extra channels.
     """
     net = copy.deepcopy(net)

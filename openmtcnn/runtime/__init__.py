@@ -17,6 +17,7 @@ CPU_CHUNKS = {"rnet": 64, "onet": 32}
 # activations stay in cache. ONNX Runtime, 1 thread, published P-Net: 1152x648 level 29.6 ->
 # 23.1 ms, 817x460 13.6 -> 11.3 ms; levels under twice this size gain nothing and run whole.
 PNET_STRIP = 32768
+PNET_WINDOW, PNET_STRIDE = 12, 2  # every P-Net variant: one output per 12 x 12 window, stride 2
 
 
 class Nets:
@@ -47,12 +48,13 @@ class Nets:
         does. The last strip runs to the bottom, where max-pooling may have a partial window.
         """
         height, width = batch.shape[2:]
-        rows_out, cols_out = (height - 12) // 2 + 1, (width - 12) // 2 + 1
+        rows_out, cols_out = ((n - PNET_WINDOW) // PNET_STRIDE + 1 for n in (height, width))
         if rows_out * cols_out <= 2 * self.strips:
             return self.nets["pnet"](batch)
         rows = max(1, self.strips // cols_out)
-        parts = [self.nets["pnet"](batch[:, :, 2 * r0:height if r0 + rows >= rows_out else 2 * (r0 + rows - 1) + 12])
+        stops = [height if r0 + rows >= rows_out else PNET_STRIDE * (r0 + rows - 1) + PNET_WINDOW
                  for r0 in range(0, rows_out, rows)]
+        parts = [self.nets["pnet"](batch[:, :, PNET_STRIDE * r0:stop]) for r0, stop in zip(range(0, rows_out, rows), stops)]
         return tuple(np.concatenate(outs, axis=outs[0].ndim - 2) for outs in zip(*parts))
 
 
