@@ -69,8 +69,9 @@ def test_a_cpu_machine_does_not_import_torch_to_look_for_a_gpu(monkeypatch):
 
 @pytest.mark.parametrize("name", list_models("pnet"))
 def test_pnet_strips_give_the_same_numbers(name):
-    """A P-Net map run in strips of rows equals one call, bit for bit, for every P-Net variant,
-    odd sizes (a partial pooling window at the bottom) and strips of one row included."""
+    """A P-Net map run in the strips of ``pnet_strips`` and joined equals one call, bit for bit,
+    for every P-Net variant, odd sizes (a partial pooling window at the bottom) and strips of
+    one row included."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -80,13 +81,15 @@ def test_pnet_strips_give_the_same_numbers(name):
 
     torch.manual_seed(4)
     session = ort.InferenceSession(to_onnx_bytes(create_model(name)), providers=["CPUExecutionProvider"])
-    net = lambda batch: tuple(session.run(None, {"image": batch}))  # noqa: E731
     rng = np.random.default_rng(1)
     for height, width in ((12, 12), (41, 40), (57, 63), (101, 30), (13, 90)):
         x = rng.uniform(0, 255, (2, 3, height, width)).astype(np.float32)
-        whole = net(x)
-        for strip in (1, 7, 40, 10**6):
-            got = runtime.Nets({"pnet": net}, {"pnet": "onnx"}, strips=strip)("pnet", x)
-            for a, b in zip(got, whole):
-                assert a.shape == b.shape
-                np.testing.assert_array_equal(a, b)
+        whole = session.run(None, {"image": x})
+        for cells in (1, 7, 40, 10**6):
+            plan = runtime.pnet_strips(height, width, cells)
+            assert plan[0][:2] == (0, 0) and plan[-1][2] == height
+            parts = [session.run(None, {"image": x[:, :, start:stop]}) for _, start, stop in plan]
+            for i, w in enumerate(whole):
+                got = np.concatenate([p[i] for p in parts], axis=w.ndim - 2)
+                assert got.shape == w.shape
+                np.testing.assert_array_equal(got, w)

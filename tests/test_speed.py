@@ -148,6 +148,22 @@ def test_workers_give_the_answers_of_one_thread(astronaut):
     assert [len(t["final"]) for t in parallel.traces] == [len(d.boxes) for d in want]
 
 
+def test_levels_in_strips_give_the_same_faces(astronaut):
+    """Pyramid levels resized and scored in strips (as large levels are), on one thread or dealt
+    to workers: the very boxes, scores and landmarks of whole levels."""
+    image = fit_frame(astronaut, 301, 227)
+    whole = MTCNN(threads=1, device="cpu")
+    whole.nets.strips = 0
+    want = whole.detect(image)
+    assert len(want.boxes)
+    for threads in (1, 2):
+        cut = MTCNN(threads=threads, device="cpu")
+        cut.nets.strips = 50  # strips of a few rows on every level
+        got = cut.detect(image)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_balanced_groups_split_levels_by_area():
     from openmtcnn.detect.cascade import balanced_groups
 

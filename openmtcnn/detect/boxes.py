@@ -147,16 +147,20 @@ def integral_image(image: np.ndarray) -> np.ndarray:
     return cv2.integral(image, sdepth=cv2.CV_64F)
 
 
-def area_resize(integral: np.ndarray, width: int, height: int, channels_first: bool = False) -> np.ndarray:
+def area_resize(integral: np.ndarray, width: int, height: int, channels_first: bool = False,
+                rows: tuple[int, int] | None = None) -> np.ndarray:
     """The whole image resized to width x height by area averaging (as cv2.INTER_AREA), float32.
 
-    Returns (height, width, C), or (C, height, width) with ``channels_first``. Costs in
-    proportion to the output, not the input: every pyramid level reads the one integral image
-    instead of the full-resolution picture.
+    Returns (height, width, C), or (C, height, width) with ``channels_first``; ``rows`` (start,
+    stop) gives only those rows of the result, the same numbers. Costs in proportion to the
+    output, not the input: every pyramid level reads the one integral image instead of the
+    full-resolution picture.
     """
     h, w = integral.shape[0] - 1, integral.shape[1] - 1
+    start, stop = rows or (0, height)
     xs = np.round(np.arange(width + 1) * (w / width) * REMAP_STEPS) / REMAP_STEPS
-    ys = np.round(np.arange(height + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
+    ys = np.round(np.arange(start, stop + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
+    height = stop - start
     s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
     inverse_cell = (1 / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
     # One channel at a time: on a whole level the temporaries then stay small (1080p pyramid,

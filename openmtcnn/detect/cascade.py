@@ -12,6 +12,7 @@ import numpy as np
 
 from openmtcnn.detect import boxes as B
 from openmtcnn.detect.image import ImageLike, to_rgb
+from openmtcnn.runtime import pnet_strips
 
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 STRIDE, CELL = 2, 12
@@ -52,10 +53,11 @@ def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: 
     return scales
 
 
-def pnet_candidates(prob: np.ndarray, offsets: np.ndarray, scale: float, threshold: float) -> Candidates:
-    """Windows of one P-Net output map whose face probability passes the threshold."""
+def pnet_candidates(prob: np.ndarray, offsets: np.ndarray, scale: float, threshold: float,
+                    first_row: int = 0) -> Candidates:
+    """Windows of one P-Net output map (or of its rows from ``first_row`` on) that pass the threshold."""
     ys, xs = np.nonzero(prob >= threshold)
-    windows = np.stack([xs, ys, xs, ys], axis=1) * STRIDE + np.array([0, 0, CELL, CELL])
+    windows = np.stack([xs, ys + first_row, xs, ys + first_row], axis=1) * STRIDE + np.array([0, 0, CELL, CELL])
     boxes = B.regress(windows / scale, offsets[:, ys, xs].T)
     return Candidates(boxes, prob[ys, xs])
 
@@ -129,17 +131,39 @@ class MTCNN:
     def propose(self, image: np.ndarray, integral: np.ndarray, spread: int = 1) -> Candidates:
         """P-Net on every pyramid scale; NMS within each scale, then across scales.
 
-        ``spread`` > 1 runs the levels on that many workers, in groups of about equal area;
-        the whole parallel section is then timed as the "pnet" stage.
+        Large levels are resized and scored in strips of rows (``runtime.pnet_strips``) that
+        stay in cache. ``spread`` > 1 deals the strips to that many workers in groups of about
+        equal area; the whole parallel section is then timed as the "pnet" stage.
         """
         h, w = image.shape[:2]
         scales = pyramid_scales(h, w, self.min_face_size, self.scale_factor)
+        sizes = [(math.ceil(w * s), math.ceil(h * s)) for s in scales]
+        strips = [(k, part) for k, (lw, lh) in enumerate(sizes) for part in pnet_strips(lh, lw, self.nets.strips)]
         t = time.perf_counter()
-        groups = balanced_groups([s * s for s in scales], spread)
+        groups = balanced_groups([(part[2] - part[1]) * sizes[k][0] for k, part in strips], spread)
         tick = self._tick if len(groups) == 1 else (lambda name, start: time.perf_counter())
-        done = self._map(lambda g: [(k, self.propose_level(image, integral, scales[k], tick)) for k in g], groups)
-        found = [c for _, c in sorted(pair for part in done for pair in part)]  # level order, as one by one
+
+        pieces = [sum(k == j for k, _ in strips) for j in range(len(scales))]
+
+        def score(i: int) -> tuple[int, Candidates]:
+            k, (first_row, start, stop) = strips[i]
+            t = time.perf_counter()
+            level = B.area_resize(integral, *sizes[k], channels_first=True, rows=(start, stop))
+            t = tick("pyramid", t)
+            prob, offsets = self.nets("pnet", level[None])[:2]
+            t = tick("pnet", t)
+            c = pnet_candidates(prob[0], offsets[0], scales[k], self.thresholds[0], first_row)
+            if pieces[k] == 1:  # a whole level: NMS within it here, on the worker
+                c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
+            tick("pnet_nms", t)
+            return i, c
+
+        done = sorted(pair for part in self._map(lambda g: [score(i) for i in g], groups) for pair in part)
+        per_level: list[list[Candidates]] = [[] for _ in scales]
+        for i, c in done:  # strips in order: a level's candidates as from one call
+            per_level[strips[i][0]].append(c)
         t = self._tick("pnet", t) if len(groups) > 1 else time.perf_counter()
+        found = [cs[0] if len(cs) == 1 else self.joined_nms(cs) for cs in per_level if cs]
         if not found:
             return Candidates(np.zeros((0, 4)), np.zeros(0))
         c = Candidates(np.concatenate([f.boxes for f in found]), np.concatenate([f.scores for f in found]))
@@ -147,18 +171,10 @@ class MTCNN:
         self._tick("pnet_nms", t)
         return c
 
-    def propose_level(self, image: np.ndarray, integral: np.ndarray, scale: float, tick) -> Candidates:
-        """One pyramid level: resize, P-Net, candidates above threshold, NMS within the level."""
-        h, w = image.shape[:2]
-        t = time.perf_counter()
-        resized = B.area_resize(integral, math.ceil(w * scale), math.ceil(h * scale), channels_first=True)
-        t = tick("pyramid", t)
-        prob, offsets = self.nets("pnet", resized[None])[:2]
-        t = tick("pnet", t)
-        c = pnet_candidates(prob[0], offsets[0], scale, self.thresholds[0])
-        c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
-        tick("pnet_nms", t)
-        return c
+    def joined_nms(self, parts: list[Candidates]) -> Candidates:
+        """A level scored in strips: its candidates joined in row order, then NMS within the level."""
+        c = Candidates(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]))
+        return c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
 
     def refine(self, images: Sequence[np.ndarray], integrals: Sequence[np.ndarray], cands: list[Candidates],
                stage: str, spread: int = 1) -> list[Candidates]:

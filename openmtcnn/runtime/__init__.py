@@ -16,15 +16,34 @@ CPU_CHUNKS = {"rnet": 64, "onet": 32}
 # P-Net output positions per call on a CPU: a large pyramid level runs in strips of rows whose
 # activations stay in cache. ONNX Runtime, 1 thread, published P-Net: 1152x648 level 29.6 ->
 # 23.1 ms, 817x460 13.6 -> 11.3 ms; levels under twice this size gain nothing and run whole.
+# The cascade also resizes each strip on its own and deals strips to its workers.
 PNET_STRIP = 32768
 PNET_WINDOW, PNET_STRIDE = 12, 2  # every P-Net variant: one output per 12 x 12 window, stride 2
+
+
+def pnet_strips(height: int, width: int, cells: int) -> list[tuple[int, int, int]]:
+    """How to cut a P-Net input map into strips of rows: (first output row, input rows start, end).
+
+    Output row r sees input rows 2r .. 2r+11 (stride 2, 12 x 12 window), so the strip from
+    output row r0 to r1 reads input rows 2*r0 .. 2*(r1-1)+11 and starts its pooling on an even
+    row, as the whole map does; the last strip runs to the bottom, where max-pooling may have a
+    partial window. Run one by one and joined in order, they give the numbers of one call.
+    One strip when ``cells`` is 0 or the map has at most twice ``cells`` output positions.
+    """
+    rows_out, cols_out = ((n - PNET_WINDOW) // PNET_STRIDE + 1 for n in (height, width))
+    if not cells or rows_out * cols_out <= 2 * cells:
+        return [(0, 0, height)]
+    rows = max(1, cells // cols_out)
+    return [(r0, PNET_STRIDE * r0, height if r0 + rows >= rows_out else PNET_STRIDE * (r0 + rows - 1) + PNET_WINDOW)
+            for r0 in range(0, rows_out, rows)]
 
 
 class Nets:
     """The cascade's nets: ``nets(stage, batch)`` -> tuple of NumPy outputs (prob, box[, landmarks]).
 
-    Batches larger than ``chunks[stage]`` run in chunks of that many crops, joined afterwards;
-    with ``strips``, P-Net maps of more than twice ``strips`` output positions run in strips of rows.
+    Batches larger than ``chunks[stage]`` run in chunks of that many crops, joined afterwards.
+    ``strips``: P-Net output positions per call that the caller should cut large maps into
+    (``pnet_strips``; 0 on a GPU).
     """
 
     def __init__(self, nets: dict[str, Net], engines: dict[str, str], chunks: dict[str, int] | None = None,
@@ -32,30 +51,11 @@ class Nets:
         self.nets, self.engines, self.chunks, self.strips = nets, engines, chunks or {}, strips
 
     def __call__(self, stage: str, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        if stage == "pnet" and self.strips:
-            return self.pnet_strips(batch)
         chunk = self.chunks.get(stage, 0)
         if not chunk or len(batch) <= chunk:
             return self.nets[stage](batch)
         parts = [self.nets[stage](batch[i:i + chunk]) for i in range(0, len(batch), chunk)]
         return tuple(np.concatenate(outs) for outs in zip(*parts))
-
-    def pnet_strips(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        """P-Net in strips of output rows; the same numbers as one call.
-
-        Output row r sees input rows 2r .. 2r+11 (stride 2, 12 x 12 window), so strip [r0, r1)
-        reads rows 2*r0 .. 2*(r1-1)+11 and starts its pooling on an even row, as the whole map
-        does. The last strip runs to the bottom, where max-pooling may have a partial window.
-        """
-        height, width = batch.shape[2:]
-        rows_out, cols_out = ((n - PNET_WINDOW) // PNET_STRIDE + 1 for n in (height, width))
-        if rows_out * cols_out <= 2 * self.strips:
-            return self.nets["pnet"](batch)
-        rows = max(1, self.strips // cols_out)
-        stops = [height if r0 + rows >= rows_out else PNET_STRIDE * (r0 + rows - 1) + PNET_WINDOW
-                 for r0 in range(0, rows_out, rows)]
-        parts = [self.nets["pnet"](batch[:, :, PNET_STRIDE * r0:stop]) for r0, stop in zip(range(0, rows_out, rows), stops)]
-        return tuple(np.concatenate(outs, axis=outs[0].ndim - 2) for outs in zip(*parts))
 
 
 DEVICES = (None, "auto", "cpu", "cuda")
