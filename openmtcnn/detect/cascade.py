@@ -12,10 +12,10 @@ import numpy as np
 
 from openmtcnn.detect import boxes as B
 from openmtcnn.detect.image import ImageLike, to_rgb
-from openmtcnn.runtime import pnet_strips
+from openmtcnn.runtime import PNET_STRIDE, PNET_WINDOW, pnet_strips
 
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-STRIDE, CELL = 2, 12
+STRIDE, CELL = PNET_STRIDE, PNET_WINDOW  # P-Net: one output per 12 x 12 window, stride 2
 WORKER_CHUNK = 4  # images per task when a list runs on several workers
 
 
@@ -142,8 +142,7 @@ class MTCNN:
         t = time.perf_counter()
         groups = balanced_groups([(part[2] - part[1]) * sizes[k][0] for k, part in strips], spread)
         tick = self._tick if len(groups) == 1 else (lambda name, start: time.perf_counter())
-
-        pieces = [sum(k == j for k, _ in strips) for j in range(len(scales))]
+        pieces = np.bincount([k for k, _ in strips], minlength=len(scales))  # strips per level
 
         def score(i: int) -> tuple[int, Candidates]:
             k, (first_row, start, stop) = strips[i]
