@@ -160,25 +160,27 @@ def area_resize(integral: np.ndarray, width: int, height: int, channels_first: b
     start, stop = rows or (0, height)
     xs = np.round(np.arange(width + 1) * (w / width) * REMAP_STEPS) / REMAP_STEPS
     ys = np.round(np.arange(start, stop + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
-    height = stop - start
     s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
     inverse_cell = (1 / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
-    # One channel at a time: on a whole level the temporaries then stay small (1080p pyramid,
-    # one thread: 39 -> 34 ms); for many small crops ``_cell_means`` is faster.
-    out = np.empty((s.shape[2], height, width) if channels_first else (height, width, s.shape[2]), np.float32)
-    for k in range(s.shape[2]):
-        rows = np.subtract(s[1:, :, k], s[:-1, :, k])
-        np.multiply(np.subtract(rows[:, 1:], rows[:, :-1]), inverse_cell,
-                    out=out[k] if channels_first else out[..., k], casting="unsafe")
-    return out
+    return _cell_means(s[None], inverse_cell[None], channels_first)[0]
 
 
 def _cell_means(s: np.ndarray, inverse_cell: np.ndarray, channels_first: bool) -> np.ndarray:
     """Means of the cells between samples of an integral image: s (N, A+1, B+1, C) -> (N, A, B, C).
 
     The differences are exact in float64 and the result is float32, written straight into the
-    channels-first layout when asked (one pass instead of a transpose copy afterwards).
+    channels-first layout when asked (one pass instead of a transpose copy afterwards). One large
+    grid (a pyramid level) goes one channel at a time, so its temporaries stay small (1080p
+    pyramid, one thread: 39 -> 34 ms); many small ones (crops) go all at once, which is faster there.
     """
+    if len(s) == 1:
+        c, a, b = s.shape[3], s.shape[1] - 1, s.shape[2] - 1
+        out = np.empty((1, c, a, b) if channels_first else (1, a, b, c), np.float32)
+        for k in range(c):
+            rows = np.subtract(s[0, 1:, :, k], s[0, :-1, :, k])
+            np.multiply(np.subtract(rows[:, 1:], rows[:, :-1]), inverse_cell[0],
+                        out=out[0, k] if channels_first else out[0, ..., k], casting="unsafe")
+        return out
     sums = np.diff(np.diff(s, axis=1), axis=2)
     if channels_first:
         out = np.empty((sums.shape[0], sums.shape[3], sums.shape[1], sums.shape[2]), np.float32)
