@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from openmtcnn.evaluate.speed import summarise, time_calls
+from openmtcnn.geometry import iou_matrix
 
 YUNET_FILE = "peers/yunet/face_detection_yunet_2023mar.onnx"
 VAL_IMAGES = "widerface/WIDER_val/images"
@@ -332,18 +333,6 @@ def peer_available(module: str) -> bool:
 
 
 # ---- timing and scoring ---------------------------------------------------------------------
-
-def box_area(b: Boxes) -> np.ndarray:
-    return np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-
-
-def iou_matrix(a: Boxes, b: Boxes) -> np.ndarray:
-    """Pairwise IoU of two sets of x1, y1, x2, y2 boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None, :] - inter, 1e-9)
-
 
 def matched(det: Boxes, gt: Boxes, thr: float = MATCH_IOU) -> int:
     """Greedy one-to-one matches of detections (in the detector's order) to gt boxes at IoU >= thr."""

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from openmtcnn import MTCNN
-from openmtcnn.data.crops import iou_matrix
+from openmtcnn.geometry import iou_matrix
 from openmtcnn.data.sources import load_rgb, read_facepoint
 from openmtcnn.progress import progress
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from openmtcnn.data import read_facepoint, wider_frame
-from openmtcnn.data.crops import square_int
+from openmtcnn.geometry import square_int
 from openmtcnn.data.sources import load_rgb
 from openmtcnn.detect import boxes as B
 from openmtcnn.evaluate.landmarks import failure_rate, mean_nme, nme

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def match_fraction(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int]:
     """(boxes of a with a box of b at IoU >= iou, boxes of a)."""
-    from openmtcnn.detect.boxes import iou_matrix
+    from openmtcnn.geometry import iou_matrix
 
     if len(a) == 0:
         return 0, 0

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from openmtcnn.cli.train import proposer
-from openmtcnn.data import generate_hard, generate_pnet, generate_random, read_wider
-from openmtcnn.export.trained import export_trained
+from openmtcnn.data import SampleConfig, generate_hard, generate_pnet, generate_random, read_wider
+from openmtcnn.train.pipeline import proposer
+from openmtcnn.weights.trained import export_trained
 
 FOLDS = 2
 
@@ -61,14 +61,14 @@ def main() -> None:
 
     def mine(f: int, weights: str, stage: str, size: int, dest: str) -> None:
         pictures = [(w.path, w.boxes) for w in read_wider(out / f"wider_fold{f}.txt", images)]
-        generate_hard(pictures, proposer(str(out / weights), stage, threads=2), out / f"{dest}{f}", size,
-                      tag=f"out-of-fold {weights}", facepoint_list=out / f"fp_fold{f}.txt", facepoint_images=fp,
-                      workers=2)
+        generate_hard(pictures, proposer(str(out / weights), stage, threads=2), out / f"{dest}{f}",
+                      SampleConfig(size=size, workers=2), tag=f"out-of-fold {weights}",
+                      facepoint_list=out / f"fp_fold{f}.txt", facepoint_images=fp)
 
     split_lists(wider / "wider_face_split" / "wider_face_train_bbx_gt.txt", fp / "trainImageList.txt", out)
     folds = range(FOLDS)
     timed("pnet samples", lambda: [generate_pnet(out / f"wider_fold{f}.txt", images, out / f"fp_fold{f}.txt", fp,
-                                                 out / f"p{f}", workers=2) for f in folds])
+                                                 out / f"p{f}", SampleConfig(workers=2)) for f in folds])
     for f in folds:
         timed(f"pnet{f} train", lambda: train("pnet", [out / f"p{f}/12"], f"pnet{f}", "--epochs", 48, "--threads", 2))
         export_trained({"pnet": out / f"pnet{f}/best.pt"}, out / f"w_p{f}", note="fold P-Net")
@@ -76,9 +76,9 @@ def main() -> None:
         timed(f"mine rnet fold{f}", lambda: mine(f, f"w_p{1 - f}", "rnet", 24, "mr"))
     timed("rnet train", lambda: train("rnet", [out / "mr0/24", out / "mr1/24", args.base / "exp_r24_random/24"],
                                       "rnet", "--epochs", 16, "--steps", 400, "--threads", 2))
+    random24 = SampleConfig(size=24, seed=1, workers=2, negatives=0, near=0)
     timed("random rnet fold sets", lambda: [generate_random(out / f"wider_fold{f}.txt", images, None, None,
-                                                            out / f"rr{f}", size=24, seed=1, workers=2,
-                                                            negatives=0, near=0) for f in folds])
+                                                            out / f"rr{f}", random24) for f in folds])
     def fold_rnets() -> None:  # side by side, one thread each
         runs = [subprocess.Popen([*cli, "train", "rnet", "--data", str(out / f"mr{f}/24"), str(out / f"rr{f}/24"),
                                   "--out", str(out / f"rnet{f}"), "--epochs", "16", "--steps", "400", "--threads", "1"],

@@ -38,13 +38,10 @@ def vga_frames(images: Path, count: int) -> list[np.ndarray]:
 
 
 def crops_per_frame(detector: MTCNN, frames: list[np.ndarray]) -> dict[str, float]:
-    """Mean number of boxes entering R-Net and O-Net per frame."""
-    detector.traces = []
-    for f in frames:
-        detector.detect(f)
-    traces, detector.traces = detector.traces, None
-    return {"rnet": float(np.mean([len(t["pnet"]) for t in traces])),
-            "onet": float(np.mean([len(t["rnet"]) for t in traces]))}
+    """Mean number of boxes entering R-Net and O-Net per frame (P-Net's and R-Net's survivors)."""
+    counts = {"pnet": [], "rnet": []}
+    detector.run(frames, until="rnet", observer=lambda stage, i, c, seconds: counts[stage].append(len(c.boxes)))
+    return {"rnet": float(np.mean(counts["pnet"])), "onet": float(np.mean(counts["rnet"]))}
 
 
 def row(spec: str, data: Path, frames: list[np.ndarray], threads: int, repeats: int, parts: set[str],

@@ -2,8 +2,8 @@
 
 Detection runs on NumPy, OpenCV and ONNX Runtime; PyTorch is needed only to train.
 """
-from openmtcnn.detect import KEYPOINTS, MTCNN, Detections, align
+from openmtcnn.detect import KEYPOINTS, MTCNN, STAGES, Candidates, Detections, align
 from openmtcnn.weights import available_weights
 
 __version__ = "0.1.0"
-__all__ = ["KEYPOINTS", "MTCNN", "Detections", "align", "available_weights", "__version__"]
+__all__ = ["KEYPOINTS", "MTCNN", "STAGES", "Candidates", "Detections", "align", "available_weights", "__version__"]

@@ -1,10 +1,14 @@
 """Atomic file writes: a crash leaves the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -25,3 +29,29 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def json_ready(value, digits: int | None = None):
+    """NumPy values -> Python ones, NaN and inf -> None, floats rounded to ``digits``: what strict JSON holds."""
+    if isinstance(value, dict):
+        return {k: json_ready(v, digits) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v, digits) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        return value if digits is None else round(value, digits)
+    return value
+
+
+def write_json(path: str | Path, obj, digits: int | None = None) -> Path:
+    """Write ``obj`` as strict, indented JSON (see ``json_ready``), atomically."""
+    text = json.dumps(json_ready(obj, digits), indent=1, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode())

@@ -67,6 +67,12 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(training_data, tmp_path, as
     shipped = manifest(tmp_path / "shipped")
     assert shipped["models"] == manifest(out / "weights")["models"] and "openmtcnn export trained" in shipped["note"]
     assert main(["export", "trained", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
+    # one stage from another checkpoint (e.g. an O-Net whose landmark head was retrained)
+    other = tmp_path / "onet_other.pt"
+    other.write_bytes((out / "onet" / "last.pt").read_bytes())
+    assert main(["export", "trained", str(out), "--use", f"onet={other}", "--out", str(tmp_path / "mixed")]) == 0
+    assert manifest(tmp_path / "mixed")["sources"]["onet"] == str(other)
+    assert main(["export", "trained", str(out), "--use", "lnet=x.pt", "--out", str(tmp_path / "y")]) == 2
 
 
 def test_data_random_gives_positives_and_parts_to_join(training_data, tmp_path):

@@ -14,7 +14,8 @@ from openmtcnn.compress.distill import distillation_loss, distillation_terms
 from openmtcnn.compress.memory import estimate, trace, weight_bytes
 from openmtcnn.models import STAGES, create_model, list_variants, model_spec, register_variant, variant_models
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS
-from openmtcnn.train.trainer import TrainConfig, load_trained, train
+from openmtcnn.train.trainer import TrainConfig, train
+from openmtcnn.weights.trained import load_trained
 
 
 @pytest.mark.parametrize("variant", list_variants())
@@ -114,7 +115,7 @@ def test_init_and_overrides_round_trip(tmp_path, astronaut):
     """A narrower net (overrides) trains, reloads with its widths, and exports to a usable weight set;
     init from the published weight set starts from exactly those weights."""
     from openmtcnn import MTCNN
-    from openmtcnn.export.trained import export_trained
+    from openmtcnn.weights.trained import export_trained
     from openmtcnn.runtime.torch import load_net
 
     samples = ToySamples(n=96, size=24)

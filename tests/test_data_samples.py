@@ -24,6 +24,7 @@ from openmtcnn.data import (
     face_samples,
     facepoint_pictures,
     flip,
+    SampleConfig,
     generate_hard,
     generate_pnet,
     generate_random,
@@ -34,6 +35,7 @@ from openmtcnn.data import (
     read_wider,
     rotate,
 )
+from openmtcnn import geometry
 from openmtcnn.data.crops import jittered_squares
 
 FIELDS = ("images", "kind", "box", "landmarks")
@@ -113,8 +115,9 @@ def facepoint(tmp_path_factory):
 
 def make(wider, facepoint, out, **kw) -> dict:
     txt, images, _ = wider
+    extra = kw.pop("extra", ())
     options = {"workers": 1, "verbose": False, "images_per_shard": 1, "faces_per_shard": 2, **kw}
-    return generate_random(txt, images, facepoint[0], facepoint[1], out, **options)
+    return generate_random(txt, images, facepoint[0], facepoint[1], out, SampleConfig(**options), extra)
 
 
 def shard_arrays(folder: Path) -> dict[str, np.ndarray]:
@@ -168,7 +171,7 @@ def test_read_facepoint_and_errors(facepoint, tmp_path):
 def test_missing_image_is_named(wider, tmp_path):
     txt = wider[0]
     with pytest.raises(FileNotFoundError, match="a.png"):
-        generate_random(txt, tmp_path, None, None, tmp_path / "out", workers=1, verbose=False)
+        generate_random(txt, tmp_path, None, None, tmp_path / "out", SampleConfig(workers=1, verbose=False))
 
 
 # ---- labels and targets ----------------------------------------------------------------------
@@ -205,8 +208,10 @@ def test_label_candidates_targets_reconstruct_gt():
     np.testing.assert_allclose(kept + samples.box[:2] * wh, np.repeat(gt, 2, axis=0), atol=1e-4)  # regress(c, t) = g
     assert np.isnan(samples.box[2]).all() and np.isnan(samples.landmarks).all()
     assert samples.images.shape == (3, 24, 24, 3) and samples.images.dtype == np.uint8
-    np.testing.assert_array_equal(samples.images[0], cv2.resize(image[100:200, 110:210], (24, 24),
-                                                                interpolation=cv2.INTER_AREA))
+    # the crop the cascade would hand R-Net for that box (one resampler), as uint8; OpenCV's area resize within 1
+    np.testing.assert_array_equal(samples.images[0], np.rint(geometry.crop_resize(image, cands[:1], 24)[0]))
+    np.testing.assert_allclose(samples.images[0], cv2.resize(image[100:200, 110:210], (24, 24),
+                                                             interpolation=cv2.INTER_AREA), atol=1)
 
 
 def test_label_candidates_squares_and_caps_negatives():
@@ -373,9 +378,9 @@ def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
         grid = np.array([[x, y, x + 25, y + 25] for x in g for y in g])
         return np.vstack([near, grid])
 
-    summary = generate_hard(pictures, propose, tmp_path, 24, neg_ratio=2.0, images_per_shard=1,
-                            facepoint_list=facepoint[0], facepoint_images=facepoint[1], workers=1, verbose=False,
-                            tag="fake")
+    cfg = SampleConfig(size=24, neg_ratio=2.0, images_per_shard=1, workers=1, verbose=False)
+    summary = generate_hard(pictures, propose, tmp_path, cfg, tag="fake", facepoint_list=facepoint[0],
+                            facepoint_images=facepoint[1])
     assert summary["complete"] and summary["counts"]["landmark"] > 0 and summary["counts"]["positive"] > 0
     manifest = json.loads((tmp_path / "24" / "manifest.json").read_text())
     for entry in manifest["shards"][:4]:  # one picture a shard: negatives capped by the ratio
@@ -383,7 +388,7 @@ def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
         assert c["negative"] <= math.ceil(2.0 * max(c["positive"], 1))
     assert SampleSet(tmp_path / "24").counts() == summary["counts"]
     with pytest.raises(ValueError, match="neg_ratio must be > 0"):
-        generate_hard(pictures, propose, tmp_path / "bad", 24, neg_ratio=0, verbose=False)
+        generate_hard(pictures, propose, tmp_path / "bad", SampleConfig(size=24, neg_ratio=0, verbose=False))
 
 
 def test_facepoint_boxes_move_to_the_wider_convention(facepoint):
@@ -435,8 +440,8 @@ def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
         return np.array([[30.0, 10.0, 95.0, 105.0], [0.0, 0.0, 20.0, 20.0]])
 
     txt, images, _ = wider
-    hard = generate_hard(read_wider(txt, images), propose, tmp_path / "hard", 24, images_per_shard=1,
-                         extra=extra, limit=2, workers=1, verbose=False)
+    cfg = SampleConfig(size=24, images_per_shard=1, limit=2, workers=1, verbose=False)
+    hard = generate_hard(read_wider(txt, images), propose, tmp_path / "hard", cfg, extra=extra)
     assert len(called) == 4 and called[-1] == (120, 120, 3)  # 2 WIDER pictures, then 2 of the extra faces
     shards = json.loads((tmp_path / "hard" / "24" / "manifest.json").read_text())["shards"]
     assert hard["complete"] and all(e["counts"]["positive"] + e["counts"]["part"] >= 1 for e in shards[2:4])
@@ -446,7 +451,7 @@ def test_real_data_quick(training_data, tmp_path):
     wider_dir, fp = training_data / "widerface", training_data / "cnn_facepoint"
     txt = wider_dir / "wider_face_split" / "wider_face_train_bbx_gt.txt"
     summary = generate_pnet(txt, wider_dir / "WIDER_train" / "images", fp / "trainImageList.txt", fp, tmp_path,
-                            limit=3, workers=1, verbose=False)
+                            SampleConfig(limit=3, workers=1, verbose=False))
     assert summary["complete"] and all(v > 0 for v in summary["counts"].values())
 
 
@@ -472,5 +477,5 @@ def test_data_imports_nothing_upward(repo_root):
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "openmtcnn.data.generate" in loaded
-    allowed = ("openmtcnn", "openmtcnn.data", "openmtcnn.fileio", "openmtcnn.progress")
+    allowed = ("openmtcnn", "openmtcnn.data", "openmtcnn.fileio", "openmtcnn.geometry", "openmtcnn.progress")
     assert [m for m in loaded if not (m in allowed or m.startswith("openmtcnn.data."))] == []

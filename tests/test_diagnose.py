@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from openmtcnn import MTCNN
+from openmtcnn import MTCNN, STAGES
 from openmtcnn.evaluate.diagnose import OUTCOMES, lost_at, markdown, size_bucket_names, stage_table
 
 
@@ -40,13 +41,21 @@ def test_table_buckets_by_height_and_totals():
     assert md.count("\n") == len(names) + 2 and "found" in md
 
 
-def test_detector_traces_match_its_output(detector, astronaut):
+def test_stage_observer_matches_the_output(detector, astronaut):
     m = MTCNN()
-    m.traces = []
+    seen = {}
+    final = m.run(astronaut, observer=lambda stage, i, c, seconds: seen.setdefault(stage, (i, c, seconds)))
+    assert list(seen) == list(STAGES) and all(i == 0 and s >= 0 for i, _, s in seen.values())
     d = m.detect(astronaut)
-    assert len(m.traces) == 1
-    t = m.traces[0]
-    np.testing.assert_allclose(t["final"], d.boxes)
-    assert len(t["pnet"]) >= len(t["rnet"]) >= 1 and len(t["onet"]) >= len(t["final"])
-    m.traces = None
-    assert m.detect(astronaut).boxes.shape == d.boxes.shape
+    for got in (seen["final"][1], final):
+        np.testing.assert_array_equal(got.boxes, d.boxes)
+        np.testing.assert_array_equal(got.landmarks, d.landmarks)
+    n = {stage: len(c.boxes) for stage, (_, c, _) in seen.items()}
+    assert n["pnet"] >= n["rnet"] >= 1 and n["onet"] >= n["final"]
+    for until in STAGES[:-1]:  # stopping early gives that stage's candidates, and runs no later stage
+        heard = []
+        c = m.run(astronaut, until=until, observer=lambda stage, *rest: heard.append(stage))
+        np.testing.assert_array_equal(c.boxes, seen[until][1].boxes)
+        assert heard == list(STAGES[:STAGES.index(until) + 1])
+    with pytest.raises(ValueError, match="until"):
+        m.run(astronaut, until="lnet")

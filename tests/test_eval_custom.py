@@ -1,8 +1,8 @@
 """Custom-dataset detection evaluation: hand-made cases with known answers, the three loaders, the CLI."""
 from __future__ import annotations
 
-import argparse
 import json
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -20,8 +20,10 @@ from openmtcnn.evaluate.custom import (
     match_image,
     parse_labels,
     run_custom,
+    summary,
     to_xyxy,
 )
+from openmtcnn.evaluate.loop import detect_all, failed_report
 
 FACE_A, FACE_B = [10.0, 10.0, 50.0, 60.0], [100.0, 20.0, 140.0, 70.0]
 
@@ -336,19 +338,71 @@ def test_run_custom_with_fake_detector(tmp_path):
                (tmp_path / "missing.png", np.array([FACE_B]))]
     det = FakeDetector({0: [FACE_A + [0.9], [60, 60, 70, 70, 0.95]], 1: [FACE_A + [0.8]]})
     r = run_custom(det, dataset, tmp_path / "out", settings={"name": "fake"}, show_progress=False)
-    assert det.calls == 2 and r["images_total"] == 3 and r["images"] == 2
-    assert r["unreadable_images"][0]["image"].endswith("missing.png")
-    assert (r["tp"], r["fp"], r["fn"], r["faces"]) == (2, 1, 1, 3)
-    # ranked FP .95, TP .9, TP .8 over 3 faces: points (0, 0), (1/3, 1/2), (2/3, 2/3); AP = 2/3 * 2/3
-    assert r["ap"] == pytest.approx(4 / 9)
+    assert det.calls == 2 and r["images"] == 3 and r["failed"]["count"] == 1
+    assert r["failed"]["images"][0]["image"].endswith("missing.png")
+    assert (r["tp"], r["fp"], r["fn"], r["faces"]) == (2, 1, 2, 4)  # the missing image's face is missed
+    # ranked FP .95, TP .9, TP .8 over 4 faces: points (0, 0), (1/4, 1/2), (1/2, 2/3); AP = 1/2 * 2/3
+    assert r["ap"] == pytest.approx(1 / 3)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["ap"] == pytest.approx(4 / 9, abs=1e-6) and saved["settings"] == {"name": "fake"}
-    assert [p["image"] for p in saved["per_image"]] == ["one", "image 1"]
-    assert saved["per_image"][0]["fn"] == 1 and "why_not_accuracy" in saved["protocol"]
+    assert saved["ap"] == pytest.approx(1 / 3, abs=1e-6) and saved["settings"] == {"name": "fake"}
+    assert [p["image"] for p in saved["per_image"]] == ["one", "image 1", str(tmp_path / "missing.png")]
+    assert saved["per_image"][0]["fn"] == 1 and saved["per_image"][2]["fn"] == 1
+    assert "why_not_accuracy" in saved["protocol"]
     png = (tmp_path / "out" / "pr_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no images"):
         run_custom(det, [], None)
+
+
+def test_a_corrupt_image_fails_and_the_rest_is_scored(tmp_path):
+    """The failure policy: a file that cannot be decoded is listed under "failed", adds no detections,
+    its faces count as missed, and the run goes on to score the other images."""
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "good.png"), np.zeros((80, 160, 3), np.uint8))
+    (tmp_path / "images" / "bad.jpg").write_bytes(np.random.default_rng(0).bytes(64))
+    cv2.imwrite(str(tmp_path / "images" / "good2.png"), np.ones((80, 160, 3), np.uint8))
+    ann = {"images": [{"id": i, "file_name": n} for i, n in enumerate(["good.png", "bad.jpg", "good2.png"])],
+           "annotations": [{"id": i, "image_id": i, "bbox": [10, 10, 40, 50], "category_id": 1} for i in range(3)]}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    det = FakeDetector({0: [FACE_A + [0.9]], 1: [FACE_A + [0.8]]})
+    r = run_custom(det, load_coco(tmp_path / "ann.json", tmp_path / "images"), tmp_path / "out", show_progress=False)
+    assert det.calls == 2
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["failed"]["count"] == 1 and [f["image"] for f in saved["failed"]["images"]] == ["bad.jpg"]
+    assert "could not decode" in saved["failed"]["images"][0]["error"]
+    assert (saved["images"], saved["faces"], saved["tp"], saved["fp"], saved["fn"]) == (3, 3, 2, 0, 1)
+    assert saved["precision"] == 1.0 and saved["recall"] == pytest.approx(2 / 3)
+    assert [p["fn"] for p in saved["per_image"]] == [0, 1, 0]
+    assert "3 images, 1 image failed" in summary(r)
+
+
+def test_detect_all_records_failures_and_goes_on(tmp_path):
+    """The shared loop: unreadable inputs and OpenCV errors are yielded as failures, in order, never raised."""
+    def detect(image):
+        if image[0, 0, 0] == 7:
+            raise cv2.error("resize failed")
+        return image.shape
+
+    items = [np.zeros((4, 6, 3), np.uint8), tmp_path / "none.png", np.full((5, 5, 3), 7, np.uint8), 3.5]
+    out = list(detect_all(detect, items, lambda item: item, "test", show_progress=False))
+    assert [o.found for o in out] == [(4, 6, 3), None, None, None] and out[0].size == (4, 6)
+    assert "no such image file" in out[1].error and "resize failed" in out[2].error
+    assert "unsupported image type" in out[3].error
+    report = failed_report(out[1:], name=str)
+    assert report["count"] == 3 and report["images"][0] == {"image": str(tmp_path / "none.png"),
+                                                             "error": out[1].error}
+
+
+def test_write_json_is_strict_json(tmp_path):
+    """The one results.json writer: NumPy values become Python ones, NaN and inf null, floats rounded if asked."""
+    from openmtcnn.fileio import write_json
+
+    obj = {"a": np.float32(0.5), "b": [np.int64(3), np.nan, -np.inf], "c": np.array([[1.23456789, 2]]),
+           "d": (np.bool_(True), None, "x")}
+    path = write_json(tmp_path / "r.json", obj, digits=3)
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [3, None, None], "c": [[1.235, 2.0]],
+                                            "d": [True, None, "x"]}
+    assert json.loads(write_json(tmp_path / "full.json", {"x": 1 / 3}).read_text()) == {"x": 1 / 3}
 
 
 def test_real_mtcnn_on_astronaut_via_coco(tmp_path, detector, astronaut_path):
@@ -365,13 +419,12 @@ def test_real_mtcnn_on_astronaut_via_coco(tmp_path, detector, astronaut_path):
 # ---- command line --------------------------------------------------------------------------------
 
 def _cli(argv, det):
-    from openmtcnn.cli.eval_custom import register
-    from openmtcnn.cli.main import add_detector_args
+    from openmtcnn.cli import eval_custom
+    from openmtcnn.cli.main import build_parser
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="dataset"), add_detector_args, lambda args: det)
-    args = parser.parse_args(["custom", *argv])
-    return args.func(args)
+    args = build_parser().parse_args(["eval", "custom", *argv])
+    with mock.patch.object(eval_custom, "make_detector", lambda args: det):
+        return args.func(args)
 
 
 def test_cli_formats(tmp_path, capsys):
@@ -411,7 +464,7 @@ def test_cli_formats(tmp_path, capsys):
     (["--format", "yolo", "--images", "{t}", "--labels", "{t}", "--iou", "2"], "--iou"),
 ])
 def test_cli_usage_errors(tmp_path, argv, message):
-    from openmtcnn.cli.main import UsageError
+    from openmtcnn.cli.errors import UsageError
 
     np.save(tmp_path / "images.npy", np.zeros((1, 4, 4, 3), np.uint8))
     with pytest.raises(UsageError, match=message):

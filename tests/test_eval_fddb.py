@@ -1,7 +1,6 @@
 """FDDB evaluation (Jain & Learned-Miller 2010 protocol) on synthetic folds with known answers."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -340,8 +339,10 @@ def test_run_fddb_end_to_end(fddb):
     det = BlobDetector()
     r = run_fddb(det, images, folds, out, show_progress=False)
     assert det.calls == 3
-    assert [f["name"] for f in r["failed"]] == ["2003/01/01/big/img_bad", "2003/01/01/big/img_missing"]
-    assert "no such image file" in r["failed"][1]["error"]
+    assert r["failed"]["count"] == 2  # a corrupt file and a missing one: listed, their faces missed, never fatal
+    assert [f["image"] for f in r["failed"]["images"]] == ["2003/01/01/big/img_bad", "2003/01/01/big/img_missing"]
+    assert "could not decode" in r["failed"]["images"][0]["error"]
+    assert "no such image file" in r["failed"]["images"][1]["error"]
     assert r["images"] == 5 and r["faces"] == 6 and r["faces_in_failed_images"] == 2 and r["folds"] == [1, 2]
     assert r["curves"]["fp"][-1] == 3 and r["curves"]["tpr_discrete"][-1] == pytest.approx(4 / 6)
     assert r["curves"]["fp"][-2] == 0  # every blob box is a TP before the corner boxes come in
@@ -349,7 +350,8 @@ def test_run_fddb_end_to_end(fddb):
     assert d == {"tpr": 0.6667, "fp": 3, "threshold": pytest.approx(0.05), "reached": False}
     assert 0.4 < r["tpr_at_fp"]["continuous"]["1000"]["tpr"] < 0.6667  # 4 faces at about pi / 4 each
 
-    assert json.loads((out / "results.json").read_text())["tpr_at_fp"] == r["tpr_at_fp"]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["tpr_at_fp"] == r["tpr_at_fp"] and saved["failed"] == r["failed"]
     assert (out / "roc.png").stat().st_size > 1000
     fold2 = read_detections(out / "fold-02-out.txt")
     assert list(fold2) == list(FOLD_FACES[2]) and len(fold2["2003/01/01/big/img_3"]) == 2
@@ -358,14 +360,15 @@ def test_run_fddb_end_to_end(fddb):
     assert not (out / "fold-01-ellipses-out.txt").exists()
 
 
-def test_cli_fddb(fddb, capsys):
-    from openmtcnn.cli.eval_fddb import register
-    from openmtcnn.cli.main import UsageError, add_detector_args
+def test_cli_fddb(fddb, capsys, monkeypatch):
+    from openmtcnn.cli import eval_fddb
+    from openmtcnn.cli.errors import UsageError
+    from openmtcnn.cli.main import build_parser
 
     images, folds, out = fddb
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="dataset"), add_detector_args, lambda args: BlobDetector())
-    args = parser.parse_args(["fddb", "--images", str(images), "--folds", str(folds), "--out", str(out),
+    monkeypatch.setattr(eval_fddb, "make_detector", lambda args: BlobDetector())
+    parser = build_parser()
+    args = parser.parse_args(["eval", "fddb", "--images", str(images), "--folds", str(folds), "--out", str(out),
                               "--ellipse-fit", "--min-face", "12"])
     assert args.func(args) == 1  # two images failed
     captured = capsys.readouterr()
@@ -376,7 +379,7 @@ def test_cli_fddb(fddb, capsys):
     assert saved["settings"]["min_face"] == 12
     assert (out / "fold-02-ellipses-out.txt").is_file()
 
-    args = parser.parse_args(["fddb", "--images", str(images / "nope"), "--folds", str(folds)])
+    args = parser.parse_args(["eval", "fddb", "--images", str(images / "nope"), "--folds", str(folds)])
     with pytest.raises(UsageError, match="--images folder not found"):
         args.func(args)
 
@@ -401,7 +404,7 @@ def test_run_fddb_with_the_real_detector(detector, astronaut, astronaut_face, tm
     face = [(y2 - y1) * 0.6, (x2 - x1) / 2, UP, (x1 + x2) / 2, (y1 + y2) / 2 - (y2 - y1) * 0.1]
     (folds / "FDDB-fold-01-ellipseList.txt").write_text("nasa/astronaut\n1\n" + " ".join(map(str, face)) + " 1\n")
     r = run_fddb(detector, images, folds, tmp_path / "out", show_progress=False)
-    assert r["failed"] == [] and r["faces"] == 1
+    assert r["failed"] == {"count": 0, "images": []} and r["faces"] == 1
     assert r["tpr_at_fp"]["discrete"]["500"]["tpr"] == 1.0
     fit = run_fddb(detector, images, folds, tmp_path / "out_fit", ellipse_fit=True, show_progress=False)
     assert fit["tpr_at_fp"]["continuous"]["500"]["tpr"] > r["tpr_at_fp"]["continuous"]["500"]["tpr"]

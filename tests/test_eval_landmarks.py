@@ -1,7 +1,6 @@
 """Landmark evaluation: metrics on hand-made points, list readers, matching, end to end, real data."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -213,20 +212,24 @@ def test_run_landmarks_end_to_end(tmp_path):
     out = tmp_path / "out"
     r = L.run_landmarks(detector, lst, images, out, show_progress=False)
     assert detector.calls == 3
-    assert (r["faces"], r["faces_evaluated"], r["matched"], r["missed"]) == (5, 3, 2, 1)
-    assert [u["path"] for u in r["unreadable_images"]] == ["sub/d.png", "sub/e.png"]
-    assert r["missed_faces"] == [{"path": "sub/c.png", "line": 3}]
+    # d is missing and e corrupt: both listed as failed, their faces missed, the rest scored
+    assert (r["faces"], r["faces_evaluated"], r["matched"], r["missed"]) == (5, 3, 2, 3)
+    assert r["failed"]["count"] == 2 and [u["image"] for u in r["failed"]["images"]] == ["sub/d.png", "sub/e.png"]
+    assert "no such image file" in r["failed"]["images"][0]["error"]
+    assert "could not decode" in r["failed"]["images"][1]["error"]
+    assert [m["line"] for m in r["missed_faces"]] == [3, 4, 5]
     assert r["mean_nme"] == pytest.approx(0.0625)
     assert r["nme_per_point"] == pytest.approx({k: 0.0625 for k in KEYPOINTS})
     assert r["failure_rate"] == pytest.approx(0.5)
-    assert r["failure_rate_incl_misses"] == pytest.approx(2 / 3)
+    assert r["failure_rate_incl_misses"] == pytest.approx(4 / 5)
     assert r["auc"] == pytest.approx((0.075 + 0.2) / 2 / 0.2)
     assert r["nme_per_face"] == [0.125, 0.0, None, None, None]
     saved = json.loads((out / "results.json").read_text())
     assert saved["mean_nme"] == pytest.approx(0.0625) and "matched faces only" in saved["protocol"]["nme"]
+    assert saved["failed"] == r["failed"]
     assert (out / "ced.png").stat().st_size > 1000
-    assert "NME 6.25%" in L.summary(r)
-    np.testing.assert_array_equal(L.ced_errors(r), [0.125, 0.0, np.inf])
+    assert "NME 6.25%" in L.summary(r) and "5 images, 2 images failed" in L.summary(r)
+    np.testing.assert_array_equal(L.ced_errors(r), [0.125, 0.0, np.inf, np.inf, np.inf])
 
 
 def test_run_landmarks_plain_format(tmp_path):
@@ -248,15 +251,15 @@ def test_compare_ced_writes_png(tmp_path):
     assert path is not None and path.stat().st_size > 1000
 
 
-def test_cli_register_and_run(tmp_path):
-    from openmtcnn.cli.eval_landmarks import register
-    from openmtcnn.cli.main import UsageError, add_detector_args
+def test_cli_register_and_run(tmp_path, monkeypatch):
+    from openmtcnn.cli import eval_landmarks
+    from openmtcnn.cli.errors import UsageError
+    from openmtcnn.cli.main import build_parser
 
     lst, images, detector = make_set(tmp_path)
     lst.write_text("\n".join(lst.read_text().splitlines()[:3]) + "\n")  # readable images only
-    parser = argparse.ArgumentParser()
-    ev = parser.add_subparsers(dest="command").add_parser("eval").add_subparsers(dest="dataset")
-    register(ev, add_detector_args, lambda args: detector)
+    monkeypatch.setattr(eval_landmarks, "make_detector", lambda args: detector)
+    parser = build_parser()
     args = parser.parse_args(["eval", "landmarks", "--list", str(lst), "--images", str(images),
                               "--out", str(tmp_path / "o"), "--format", "cnn", "--min-face", "12"])
     assert args.func(args) == 0
@@ -279,5 +282,5 @@ def test_real_mtcnn_on_cnn_facepoint(data_dir, detector, tmp_path):
     lst = tmp_path / "first20.txt"
     lst.write_text("\n".join((root / "testImageList.txt").read_text().splitlines()[:20]) + "\n")
     r = L.run_landmarks(detector, lst, root, tmp_path / "out", show_progress=False)
-    assert r["faces"] == 20 and not r["unreadable_images"] and r["matched"] >= 18
+    assert r["faces"] == 20 and r["failed"]["count"] == 0 and r["matched"] >= 18
     assert math.isfinite(r["mean_nme"]) and r["mean_nme"] < 0.2

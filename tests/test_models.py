@@ -170,7 +170,7 @@ def _session(data: bytes):
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_reexport_published_net(stage, torch_nets):
-    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.weights.onnx import to_onnx_bytes
     from openmtcnn.runtime.torch import load_net
 
     data = to_onnx_bytes(load_net("published", stage).net)
@@ -193,7 +193,7 @@ def test_reexport_published_net(stage, torch_nets):
 
 @pytest.mark.parametrize("name", list_models())
 def test_reexport_any_variant(name):
-    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.weights.onnx import to_onnx_bytes
     from openmtcnn.models.nets import Inference
 
     torch.manual_seed(1)
@@ -215,7 +215,7 @@ def test_runtime_graph_is_the_same_function(name):
     one-logit face head agree to float rounding, for every variant, with slopes of both signs."""
     import onnx
 
-    from openmtcnn.export.onnx import pad_channels, split_prelus, to_onnx_bytes
+    from openmtcnn.weights.onnx import pad_channels, split_prelus, to_onnx_bytes
 
     torch.manual_seed(2)
     model = create_model(name).eval()
@@ -244,7 +244,7 @@ def test_pool_before_prelu_is_the_same_function(name):
     case needs the window's minimum too); R-Nets and O-Nets are left as they are."""
     import onnx
 
-    from openmtcnn.export.onnx import PoolThenPReLU, pad_channels, pool_before_prelu, to_onnx_bytes
+    from openmtcnn.weights.onnx import PoolThenPReLU, pad_channels, pool_before_prelu, to_onnx_bytes
 
     torch.manual_seed(3)
     model = create_model(name).eval()

@@ -3,6 +3,7 @@ and the iterative prune/fine-tune run writes its table, resumes without redoing 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from test_train import ToySamples
 from torch import nn
 
 from openmtcnn.compress.prune import (
+    PruneConfig,
     channel_scores,
     keep_indices,
     prune,
@@ -118,10 +120,10 @@ def test_iterative_pruning_writes_the_table_resumes_and_trains_from_scratch(tmp_
     torch.manual_seed(0)
     start = create_model("rnet", channels=(8, 8, 8, 16))
     save_net(start, tmp_path / "start.pt", "rnet")
-    kw = {"stage": "rnet", "source": str(tmp_path / "start.pt"), "samples": samples, "steps": 2, "ratio": 0.25,
-          "epochs": 1, "steps_per_epoch": 2, "out_dir": tmp_path / "run", "batch_size": 32, "threads": 1,
-          "show_progress": False, "log": lambda _: None}
-    table = prune_iteratively(**kw)
+    cfg = PruneConfig(stage="rnet", source=str(tmp_path / "start.pt"), steps=2, ratio=0.25, epochs=1,
+                      steps_per_epoch=2, batch_size=32, threads=1)
+    kw = {"samples": samples, "out_dir": tmp_path / "run", "show_progress": False, "log": lambda _: None}
+    table = prune_iteratively(cfg, **kw)
     names = [r["name"] for r in table["rows"]]
     assert names == ["step0", "step1", "step2"]
     assert [r["widths"] for r in table["rows"]] == [[8, 8, 8, 16], [6, 6, 6, 12], [4, 4, 4, 9]]
@@ -138,7 +140,7 @@ def test_iterative_pruning_writes_the_table_resumes_and_trains_from_scratch(tmp_
 
     # resume: finished steps are not trained again; a from-scratch row is added for the final widths
     stamps = {n: (tmp_path / "run" / n / "train" / "best.pt").stat().st_mtime_ns for n in ("step1", "step2")}
-    again = prune_iteratively(**kw, from_scratch=True)
+    again = prune_iteratively(replace(cfg, from_scratch=True), **kw)
     assert {n: (tmp_path / "run" / n / "train" / "best.pt").stat().st_mtime_ns for n in stamps} == stamps
     assert again["rows"][:3] == table["rows"]
     scratch = again["rows"][-1]
@@ -148,7 +150,15 @@ def test_iterative_pruning_writes_the_table_resumes_and_trains_from_scratch(tmp_
     assert ckpt["config"]["init"] is None and ckpt["config"]["model_kwargs"]["channels"] == [4, 4, 4, 9]
 
     with pytest.raises(ValueError, match="other settings"):
-        prune_iteratively(**{**kw, "ratio": 0.5})
+        prune_iteratively(replace(cfg, ratio=0.5), **kw)
+
+
+@pytest.mark.parametrize("bad, setting", [({"stage": "xnet"}, "stage"), ({"steps": -1}, "steps"),
+                                          ({"epochs": 0}, "epochs"), ({"ratio": 1.0}, "ratio"),
+                                          ({"criterion": "l2"}, "criterion"), ({"wider_images": "x"}, "wider_gt")])
+def test_prune_config_refuses_bad_settings_by_name(bad, setting):
+    with pytest.raises(ValueError, match=setting):
+        PruneConfig(**{"stage": "rnet", **bad})
 
 
 def test_l1_next_also_weighs_the_weights_reading_a_channel():

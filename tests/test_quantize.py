@@ -131,7 +131,8 @@ def test_ptq_of_the_published_nets_stays_close_to_float(astronaut):
 
 def test_tiny_qat_run_reloads_and_exports(tmp_path, astronaut):
     from openmtcnn import MTCNN
-    from openmtcnn.train.trainer import TrainConfig, load_trained, train
+    from openmtcnn.train.trainer import TrainConfig, train
+    from openmtcnn.weights.trained import load_trained
     from openmtcnn.weights import manifest
 
     cfg = TrainConfig(stage="rnet", model="rnet", epochs=2, batch_size=32, steps_per_epoch=3, threads=1,

@@ -76,7 +76,7 @@ def test_pnet_strips_give_the_same_numbers(name):
     import onnxruntime as ort
     import torch
 
-    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.weights.onnx import to_onnx_bytes
     from openmtcnn.models import create_model
 
     torch.manual_seed(4)

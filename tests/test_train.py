@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, mtcnn_loss, ohem_cross_entropy
-from openmtcnn.train.trainer import TrainConfig, epoch_batches, load_trained, split_indices, to_tensors, train
+from openmtcnn.train.trainer import TrainConfig, epoch_batches, split_indices, to_tensors, train
+from openmtcnn.weights.trained import load_trained
 
 
 class ToySamples:
@@ -203,7 +204,7 @@ def test_resume_continues_where_it_stopped(tmp_path, stage, size, model_kwargs):
 
 def test_trained_checkpoint_exports_to_a_working_weight_set(tmp_path, astronaut):
     from openmtcnn import MTCNN
-    from openmtcnn.export.trained import export_trained
+    from openmtcnn.weights.trained import export_trained
     from openmtcnn.runtime import make_nets
     from openmtcnn.weights import manifest
 

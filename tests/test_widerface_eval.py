@@ -250,6 +250,56 @@ def test_prediction_files_round_trip(tmp_path):
         np.testing.assert_allclose(back[k], rows, atol=1e-6)
 
 
+# ---- run_widerface on a tiny hand-made set ---------------------------------------------------------
+
+def _cell(items) -> np.ndarray:
+    """A MATLAB cell array (one column) for scipy.io.savemat."""
+    cell = np.empty((len(items), 1), object)
+    for i, v in enumerate(items):
+        cell[i, 0] = v
+    return cell
+
+
+def write_ground_truth(gt_dir, event: str, faces: dict[str, list]) -> None:
+    """Ground truth in the official .mat layout: one event, its images' x y w h faces, all counted in every setting."""
+    from scipy.io import savemat
+
+    gt_dir.mkdir(parents=True)
+    boxes = [np.array(b, np.float64).reshape(-1, 4) for b in faces.values()]
+    savemat(gt_dir / "wider_face_val.mat", {"event_list": _cell([event]), "file_list": _cell([_cell(list(faces))]),
+                                            "face_bbx_list": _cell([_cell(boxes)])})
+    for s in SETTINGS:
+        counted = _cell([np.arange(1, len(b) + 1)[:, None] for b in boxes])
+        savemat(gt_dir / f"wider_{s}_val.mat", {"gt_list": _cell([counted])})
+
+
+def test_run_widerface_goes_on_past_a_corrupt_image(detector, astronaut, astronaut_face, tmp_path):
+    """The failure policy: a corrupt file is listed under "failed", gets an empty prediction file and its
+    face counts as missed; the other image is scored, stage table included."""
+    import cv2
+
+    from openmtcnn.evaluate.report import save_widerface
+    from openmtcnn.evaluate.widerface import run_widerface
+
+    event = tmp_path / "images" / "0--Test"
+    event.mkdir(parents=True)
+    cv2.imwrite(str(event / "astronaut.jpg"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    (event / "bad.jpg").write_bytes(np.random.default_rng(0).bytes(64))
+    x1, y1, x2, y2 = astronaut_face
+    write_ground_truth(tmp_path / "gt", "0--Test", {"astronaut": [x1, y1, x2 - x1, y2 - y1], "bad": [10, 10, 40, 50]})
+    out = tmp_path / "out"
+    r = run_widerface(detector, tmp_path / "images", tmp_path / "gt", out, show_progress=False, stages=True)
+    assert r["images"] == 2 and r["failed"]["count"] == 1
+    assert r["failed"]["images"][0]["image"] == "0--Test/bad"
+    assert "could not decode" in r["failed"]["images"][0]["error"]
+    for s in SETTINGS:
+        assert r[s]["faces"] == 2 and r[s]["recall"][-1] == 0.5  # the astronaut found, the corrupt image's face missed
+    assert r["stages"]["all"]["found"] == sum(r["stages"]["all"].values()) == 1  # only the image that was read
+    assert read_predictions(out / "predictions")["0--Test/bad"].shape == (0, 5)
+    assert "(2 images, 1 image failed)" in save_widerface(r, {}, out)
+    assert json.loads((out / "results.json").read_text())["failed"] == r["failed"]
+
+
 # ---- the real data (skipped without it) ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,9 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, export, compress) -> None:
-    p = compress.add_parser("memory", help="parameters, int8/float32 bytes, peak RAM and MACs of a variant")
+def register(groups) -> None:
+    """Add ``compress memory``."""
+    p = groups.compress.add_parser("memory", help="parameters, int8/float32 bytes, peak RAM and MACs of a variant")
     p.add_argument("variant", help="model family: published, paper, lite, large-pnet, mcu")
     p.add_argument("--size", default="640x480", help="camera frame WxH (default 640x480)")
     p.add_argument("--min-face-size", type=float, default=20)

@@ -12,7 +12,7 @@ def report_unreadable(failed: list[dict], key: str, total: int) -> int:
     for f in failed:
         print(f"error: {f[key]}: {f['error']}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} of {total} images could not be read (skipped)", file=sys.stderr)
+        print(f"{len(failed)} of {total} images could not be read (their faces count as missed)", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
-from typing import Callable
 
 from openmtcnn.cli.errors import report_unreadable
+from openmtcnn.cli.options import add_detector_args, detector_settings, make_detector
 
 FORMATS = {
     "npy": "--images IMAGES.npy --labels LABELS.npy (or --images DATA.npz holding 'images' and 'boxes')",
@@ -15,9 +14,9 @@ FORMATS = {
 }
 
 
-def register(eval_subparsers, add_detector_args: Callable, make_detector: Callable) -> argparse.ArgumentParser:
-    """Add ``custom`` to the ``eval`` sub-commands (main.py passes its own helpers: no import cycle)."""
-    p = eval_subparsers.add_parser(
+def register(groups) -> None:
+    """Add ``eval custom``."""
+    p = groups.eval.add_parser(
         "custom", help="precision, recall, F1 and AP on your own labelled images (npy, COCO JSON or YOLO txt)",
         description="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
     add_dataset_args(p, required=True)
@@ -25,8 +24,7 @@ def register(eval_subparsers, add_detector_args: Callable, make_detector: Callab
                    help="count TP/FP/FN over detections scoring at least this (default: all the detector returns)")
     p.add_argument("--out", default="runs/custom", help="folder for results.json and pr_curve.png")
     add_detector_args(p)
-    p.set_defaults(func=functools.partial(cmd_eval_custom, make_detector=make_detector))
-    return p
+    p.set_defaults(func=cmd_eval_custom)
 
 
 def add_dataset_args(p: argparse.ArgumentParser, required: bool, images: bool = True) -> None:
@@ -82,18 +80,17 @@ def load_dataset(args: argparse.Namespace) -> tuple[list, dict]:
     return custom.load_yolo(images, labels, classes), source
 
 
-def cmd_eval_custom(args: argparse.Namespace, make_detector: Callable) -> int:
-    """Load, detect, score and save; exit code 1 when some images could not be read (they are skipped)."""
+def cmd_eval_custom(args: argparse.Namespace) -> int:
+    """Load, detect, score and save; exit code 1 when some images could not be read (their faces count as missed)."""
     from openmtcnn.cli.errors import UsageError
     from openmtcnn.evaluate.custom import run_custom, summary
 
     if not 0 <= args.iou <= 1:
         raise UsageError(f"--iou must be in [0, 1], got {args.iou}")
     dataset, source = load_dataset(args)
-    settings = {"min_face": args.min_face, "scale_factor": args.scale_factor,
-                "thresholds": list(args.thresholds), "weights": args.weights}
+    settings = detector_settings(args)
     results = run_custom(make_detector(args), dataset, args.out, iou=args.iou,
                          score_threshold=args.score_threshold, settings=settings, source=source)
     print(summary(results))
     print(f"results in {args.out}/ (results.json, pr_curve.png)")
-    return report_unreadable(results["unreadable_images"], "image", results["images_total"])
+    return report_unreadable(results["failed"]["images"], "image", results["images"])

@@ -59,8 +59,9 @@ def cmd_export_c(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, export, compress) -> None:
-    p = export.add_parser("c", help="int8 C99 code of the whole cascade for a microcontroller (no malloc)")
+def register(groups) -> None:
+    """Add ``export c``."""
+    p = groups.export.add_parser("c", help="int8 C99 code of the whole cascade for a microcontroller (no malloc)")
     p.add_argument("--variant", default="mcu", help="model family the nets are built like (default mcu)")
     p.add_argument("--weights", help="weight set name or folder (default: the variant's name)")
     p.add_argument("--out", required=True, help="folder for the C sources")

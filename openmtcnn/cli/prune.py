@@ -8,7 +8,7 @@ from openmtcnn.cli.errors import UsageError
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from openmtcnn.compress.prune import markdown, prune_iteratively
+    from openmtcnn.compress.prune import PruneConfig, markdown, prune_iteratively
     from openmtcnn.data import SampleSet
 
     if not (Path(args.data) / "manifest.json").is_file():
@@ -22,19 +22,25 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError(f"--ratio must be in [0, 1), got {args.ratio}")
     if args.steps < 0 or args.epochs < 1:
         raise UsageError("--steps must be >= 0 and --epochs >= 1")
-    table = prune_iteratively(
-        args.stage, args.weights, SampleSet(args.data), args.steps, args.ratio, args.epochs, args.steps_per_epoch,
-        args.out, criterion=args.criterion, from_scratch=args.from_scratch, scratch_epochs=args.scratch_epochs,
-        finetune_only=args.finetune_only, wider_images=args.wider_images, wider_gt=args.wider_gt, base=args.base,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, device=args.device)
+    try:
+        cfg = PruneConfig(stage=args.stage, source=args.weights, steps=args.steps, ratio=args.ratio,
+                          criterion=args.criterion, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                          finetune_only=args.finetune_only, from_scratch=args.from_scratch,
+                          scratch_epochs=args.scratch_epochs, wider_images=args.wider_images,
+                          wider_gt=args.wider_gt, base=args.base, batch_size=args.batch_size, lr=args.lr,
+                          seed=args.seed, threads=args.threads, device=args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    table = prune_iteratively(cfg, SampleSet(args.data), args.out)
     print(markdown(table))
     print(f"table: {Path(args.out) / 'table.json'}, {Path(args.out) / 'table.md'}, {Path(args.out) / 'table.png'}")
     return 0
 
 
-def register(sub, export, compress) -> None:
+def register(groups) -> None:
     """Add ``compress prune``."""
-    p = compress.add_parser("prune", help="prune channels step by step with fine-tuning; params/MACs/AP per step")
+    p = groups.compress.add_parser("prune", help="prune channels step by step with fine-tuning; "
+                                   "params/MACs/AP per step")
     p.add_argument("stage", choices=["pnet", "rnet", "onet"])
     p.add_argument("--weights", default="published", help="weight set (name or folder) or checkpoint .pt to prune")
     p.add_argument("--data", required=True, help="the stage's sample set folder (with manifest.json)")

@@ -8,8 +8,8 @@ import shlex
 from pathlib import Path
 
 from openmtcnn.cli.errors import UsageError
+from openmtcnn.geometry import INPUT_SIZES as SIZES
 
-SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
 
 
 def command_line(prefix: str, args: argparse.Namespace, names: list[str]) -> str:
@@ -112,8 +112,9 @@ def cmd_qat(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub, export, compress) -> None:
-    p = compress.add_parser("quantize", help="int8 post-training quantisation of a weight set (ONNX QDQ)")
+def register(groups) -> None:
+    """Add ``compress quantize`` and ``compress qat``."""
+    p = groups.compress.add_parser("quantize", help="int8 post-training quantisation of a weight set (ONNX QDQ)")
     p.add_argument("--weights", default="published", help="float weight set to quantise (default: published)")
     p.add_argument("--calib", required=True, help="folder of calibration images, searched recursively (e.g. "
                    "WIDER_train/images; never the images you evaluate on)")
@@ -128,7 +129,8 @@ def register(sub, export, compress) -> None:
     p.add_argument("--out", required=True, help="weight set folder to write (under openmtcnn/weights/ to ship it)")
     p.set_defaults(func=cmd_quantize)
 
-    p = compress.add_parser("qat", help="int8 quantisation-aware fine-tuning of one stage, exported as a weight set")
+    p = groups.compress.add_parser("qat", help="int8 quantisation-aware fine-tuning of one stage, "
+                                               "exported as a weight set")
     p.add_argument("stage", choices=list(SIZES))
     p.add_argument("--data", required=True, help="sample set of the stage (e.g. runs/train_16/samples/24)")
     p.add_argument("--init", default="published", help="weight set or checkpoint (.pt) to start from")

@@ -3,86 +3,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from openmtcnn.cli.errors import UsageError
-
-SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
-
-
-def wider_paths(root: str) -> tuple[Path, Path]:
-    """The train txt and images folder under a WIDER FACE root."""
-    r = Path(root)
-    txt, images = r / "wider_face_split" / "wider_face_train_bbx_gt.txt", r / "WIDER_train" / "images"
-    if not txt.is_file() or not images.is_dir():
-        raise UsageError(f"--wider must hold wider_face_split/wider_face_train_bbx_gt.txt and WIDER_train/images: {r}")
-    return txt, images
+from openmtcnn.geometry import INPUT_SIZES as SIZES
 
 
-def facepoint_paths(root: str | None) -> tuple[Path | None, Path | None]:
-    """The train list and images root of CNN_FacePoint (or none: no landmark samples)."""
-    if root is None:
-        return None, None
-    r = Path(root)
-    if not (r / "trainImageList.txt").is_file():
-        raise UsageError(f"--landmarks must hold trainImageList.txt: {r}")
-    return r / "trainImageList.txt", r
 
-
-def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Boxes the stages before ``stage`` pass on: P-Net's for R-Net data, P-Net then R-Net's for O-Net data."""
-    from openmtcnn import MTCNN
-    from openmtcnn.detect import boxes as B
-
-    detector = MTCNN(weights=weights, threads=threads, device="cpu")  # the same samples on every machine
-
-    def propose(rgb: np.ndarray) -> np.ndarray:
-        integral = B.integral_image(rgb)
-        c = detector.propose(rgb, integral)
-        if stage == "onet":
-            c = detector.refine([rgb], [integral], [c], "rnet")[0]
-        return c.boxes
-
-    return propose
-
-
-def make_samples(stage: str, args: argparse.Namespace, out: Path, weights: str | None = None,
-                 random: bool = False) -> dict:
-    """Sample set for one stage: random crops for P-Net, hard examples of ``weights`` for R-Net and O-Net
-    (``random``: jittered squares around the faces for R-Net and O-Net instead)."""
-    from openmtcnn.data import (
-        facepoint_pictures,
-        generate_hard,
-        generate_pnet,
-        generate_random,
-        read_facepoint,
-        read_wider,
-    )
+def sources(args: argparse.Namespace):
+    """The training data the command names (UsageError when a folder is not what it should be)."""
+    from openmtcnn.train.pipeline import Sources
 
     if not args.neg_ratio > 0:
         raise UsageError(f"--neg-ratio must be > 0, got {args.neg_ratio}")
     if args.landmark_boxes and args.landmarks is None:
         raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")
-    txt, images = wider_paths(args.wider)
-    lm_list, lm_images = facepoint_paths(args.landmarks)
-    extra = facepoint_pictures(read_facepoint(lm_list, lm_images)) if args.landmark_boxes else []
-    if stage == "pnet":
-        return generate_pnet(txt, images, lm_list, lm_images, out, seed=args.seed, workers=args.workers,
-                             limit=args.limit, extra=extra, landmark_frame=args.landmark_frame)
-    if random:  # positives and parts only, to join with a mined set (train --data A B)
-        return generate_random(txt, images, None, None, out, size=SIZES[stage], seed=args.seed,
-                               workers=args.workers, limit=args.limit, negatives=0, near=0, extra=extra)
-    if weights is None:
-        raise UsageError(f"{stage} samples are mined with trained earlier stages: pass --weights")
-    pictures = [(w.path, w.boxes) for w in read_wider(txt, images)]
-    return generate_hard(pictures, proposer(weights, stage), out, SIZES[stage], seed=args.seed,
-                         limit=args.limit, tag=f"{weights}:{stage}", facepoint_list=lm_list,
-                         facepoint_images=lm_images, extra=extra, landmark_frame=args.landmark_frame,
-                         neg_ratio=args.neg_ratio, workers=args.workers)
+    try:
+        return Sources(args.wider or "", args.landmarks, args.landmark_boxes)
+    except FileNotFoundError as e:
+        raise UsageError(str(e).replace("the WIDER FACE root", "--wider").replace("the CNN_FacePoint root",
+                                                                                  "--landmarks")) from None
+
+
+def sample_config(args: argparse.Namespace):
+    """How samples are made, from the command line."""
+    from openmtcnn.data import SampleConfig
+
+    return SampleConfig(seed=args.seed, limit=args.limit, workers=args.workers, neg_ratio=args.neg_ratio,
+                        landmark_frame=args.landmark_frame)
 
 
 def train_config(stage: str, args: argparse.Namespace):
@@ -95,17 +43,13 @@ def train_config(stage: str, args: argparse.Namespace):
                        mix=tuple(args.mix), train_only=tuple(args.train_only or ()))
 
 
-def train_stage(stage: str, data: list[Path], out: Path, args: argparse.Namespace) -> dict:
-    """Train one net on the sample set folders ``data``, joined."""
-    from openmtcnn.data import SampleSet
-    from openmtcnn.train.trainer import train
+def distillation(args: argparse.Namespace):
+    """``stage -> extra loss`` for --teacher, or None."""
+    if not args.teacher:
+        return None
+    from openmtcnn.compress.distill import distillation_loss
 
-    cfg = train_config(stage, args)
-    extra = None
-    if args.teacher:
-        from openmtcnn.compress.distill import distillation_loss
-        extra = distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
-    return train(SampleSet(*data), out, cfg, resume=not args.no_resume, extra_loss=extra)
+    return lambda stage: distillation_loss(args.teacher, stage, weight=args.distill_weight, device=args.device)
 
 
 def stage_epochs(stage: str, args: argparse.Namespace) -> int:
@@ -130,72 +74,42 @@ def stage_model(stage: str, args: argparse.Namespace) -> str | None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    summary = make_samples(args.stage, args, Path(args.out), args.weights, random=args.random)
+    from openmtcnn.train.pipeline import make_samples
+
+    data = sources(args)
+    if args.stage != "pnet" and not args.random and args.weights is None:
+        raise UsageError(f"{args.stage} samples are mined with trained earlier stages: pass --weights")
+    summary = make_samples(args.stage, data, Path(args.out), sample_config(args), args.weights, random=args.random)
     print(json.dumps({k: v for k, v in summary.items() if k in ("counts", "shards", "bytes", "seconds")}))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    for stage in SIZES if args.stage == "all" else [args.stage]:
-        train_config(stage, args)  # bad settings fail now, not after an hour of sample generation
+    from openmtcnn.data import SampleSet
+    from openmtcnn.train.pipeline import PipelineConfig, train_all
+    from openmtcnn.train.trainer import train
+
+    configs = {stage: train_config(stage, args) for stage in (SIZES if args.stage == "all" else [args.stage])}
+    extra = distillation(args)  # bad settings above fail now, not after an hour of sample generation
     if args.stage == "all":
-        return train_all(args)
+        cfg = PipelineConfig(sources(args), sample_config(args), configs, random=args.random)
+        train_all(cfg, Path(args.out), resume=not args.no_resume, extra_loss=extra)
+        print(f"weight set: {Path(args.out) / 'weights'} (use MTCNN(weights='{Path(args.out) / 'weights'}'))")
+        return 0
     if args.random:
         raise UsageError("--random is for 'train all'; for one net, join sets with --data MINED RANDOM")
     for folder in args.data or [None]:
         if not folder or not (Path(folder) / "manifest.json").is_file():
             raise UsageError(f"--data must be sample set folders (with manifest.json): {folder}")
-    result = train_stage(args.stage, [Path(f) for f in args.data], Path(args.out), args)
+    result = train(SampleSet(*[Path(f) for f in args.data]), Path(args.out), configs[args.stage],
+                   resume=not args.no_resume, extra_loss=extra(args.stage) if extra else None)
     last = result["history"][-1] if result["history"] else {}
     print(json.dumps({k: last[k] for k in last if k.startswith("val_")}, indent=1))
     return 0
 
 
-def train_all(args: argparse.Namespace) -> int:
-    """Samples -> P-Net -> mined samples -> R-Net -> mined samples -> O-Net -> one weight set.
-
-    With ``--random`` R-Net and O-Net also learn from jittered squares around the faces (OUT/random).
-    """
-    from openmtcnn.export.trained import export_trained
-
-    out = Path(args.out)
-    checkpoints, report = {}, {}
-    for stage in ("pnet", "rnet", "onet"):
-        t0 = time.perf_counter()
-        weights = str(export_trained(checkpoints, out / f"weights_{stage}_mining")) if checkpoints else None
-        summary = make_samples(stage, args, out / "samples", weights)
-        data, counts = [out / "samples" / str(SIZES[stage])], {"samples": summary.get("counts")}
-        if args.random and stage != "pnet":
-            counts["random_samples"] = make_samples(stage, args, out / "random", random=True).get("counts")
-            data.append(out / "random" / str(SIZES[stage]))
-        t1 = time.perf_counter()
-        result = train_stage(stage, data, out / stage, args)
-        checkpoints[stage] = out / stage / "best.pt"
-        report[stage] = {**counts, "sample_seconds": round(t1 - t0, 1),
-                         "train_seconds": round(time.perf_counter() - t1, 1),
-                         "final": result["history"][-1] if result["history"] else None}
-        print(json.dumps({stage: report[stage]}, indent=1))
-    folder = export_trained(checkpoints, out / "weights", note="openmtcnn train all")
-    (out / "pipeline.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"weight set: {folder} (use MTCNN(weights='{folder}'))")
-    return 0
-
-
-def cmd_export_trained(args: argparse.Namespace) -> int:
-    from openmtcnn.export.trained import export_trained
-
-    run = Path(args.run)
-    checkpoints = {s: run / s / "best.pt" for s in SIZES if (run / s / "best.pt").is_file()}
-    if not checkpoints:
-        raise UsageError(f"no pnet/, rnet/ or onet/ best.pt under {run}")
-    command = f"openmtcnn export trained {args.run} --out {args.out} --base {args.base}"
-    folder = export_trained(checkpoints, args.out, base=args.base, note=f"{args.note} (made by: {command})".strip())
-    print(f"wrote {folder} from {', '.join(sorted(checkpoints))}")
-    return 0
-
-
-def register(sub, export, compress) -> None:
-    """Add ``data``, ``train`` and ``export trained``."""
+def register(groups) -> None:
+    """Add ``data`` and ``train``."""
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--wider", help="WIDER FACE root (wider_face_split/, WIDER_train/images)")
         p.add_argument("--landmarks", help="CNN_FacePoint root (trainImageList.txt); landmark samples")
@@ -213,7 +127,7 @@ def register(sub, export, compress) -> None:
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("data", help="generate training samples (random crops, or hard examples of --weights)")
+    p = groups.top.add_parser("data", help="generate training samples (random crops, or hard examples of --weights)")
     p.add_argument("stage", choices=list(SIZES))
     p.add_argument("--out", required=True, help="folder; the set goes to OUT/12, OUT/24 or OUT/48")
     p.add_argument("--weights", help="rnet/onet: weight set whose earlier stages propose the crops")
@@ -223,7 +137,7 @@ def register(sub, export, compress) -> None:
     common(p)
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train a net on a sample set, or the whole cascade (all)")
+    p = groups.top.add_parser("train", help="train a net on a sample set, or the whole cascade (all)")
     p.add_argument("stage", choices=[*SIZES, "all"])
     p.add_argument("--data", nargs="+", help="sample set folder(s) of one crop size, joined (pnet: OUT/12 of "
                    "openmtcnn data; rnet: e.g. mined OUT/24 plus a --random OUT/24)")
@@ -254,10 +168,3 @@ def register(sub, export, compress) -> None:
                    "around the faces (positives and parts), joined with the mined sets")
     common(p)
     p.set_defaults(func=cmd_train)
-
-    p = export.add_parser("trained", help="trained checkpoints as a weight set")
-    p.add_argument("run", help="training folder holding pnet/, rnet/, onet/ with best.pt (as train all writes)")
-    p.add_argument("--out", required=True, help="weight set folder (under openmtcnn/weights/ to ship it)")
-    p.add_argument("--base", default="published", help="weight set for stages without a checkpoint")
-    p.add_argument("--note", default="", help="free text kept in the manifest")
-    p.set_defaults(func=cmd_export_trained)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from openmtcnn.geometry import INPUT_SIZES
+
 Q_HEAD = 12  # heads: fixed point with 12 fraction bits
 Q_BOX = 4  # box and landmark coordinates: 1/16 pixel
 ACT_ZERO = -128  # zero point of every hidden activation (after a ReLU)
@@ -189,7 +191,7 @@ def parse_net(net, stage: str) -> tuple[list[FloatLayer], FloatLayer]:
     """The body layers and merged head of a ReLU, non-separable MTCNN net (as the mcu family)."""
     from torch import nn
 
-    size = {"pnet": 12, "rnet": 24, "onet": 48}[stage]
+    size = INPUT_SIZES[stage]
     layers: list[FloatLayer] = []
     h = w = size
     channels, flat_shape = 3, None
@@ -273,7 +275,7 @@ def quantize_net(net, stage: str, ranges: dict[str, float]) -> QNet:
     for f in layers:
         q.append(quantize_layer(f, scale, zero, hi[f.name]))
         scale, zero = q[-1].out_scale, ACT_ZERO
-    size = {"pnet": 12, "rnet": 24, "onet": 48}[stage]
+    size = INPUT_SIZES[stage]
     return QNet(stage, size, q, quantize_layer(head, scale, zero, None), {f.name: hi[f.name] for f in layers})
 
 
@@ -344,4 +346,4 @@ def qnet_from_arrays(arrays: dict[str, np.ndarray], stage: str) -> QNet:
     if not layers:
         raise ValueError(f"no {stage} in the quantised model")
     ranges = dict(zip((str(n) for n in arrays[f"{stage}/range_names"]), arrays[f"{stage}/ranges"].tolist()))
-    return QNet(stage, {"pnet": 12, "rnet": 24, "onet": 48}[stage], layers[:-1], layers[-1], ranges)
+    return QNet(stage, INPUT_SIZES[stage], layers[:-1], layers[-1], ranges)

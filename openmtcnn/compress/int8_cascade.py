@@ -23,9 +23,12 @@ import numpy as np
 from openmtcnn.compress import int8
 from openmtcnn.compress.int8 import Q_BOX, Q_HEAD, QNet
 from openmtcnn.detect.cascade import Detections
+from openmtcnn.geometry import PNET_STRIDE as STRIDE
+from openmtcnn.geometry import PNET_WINDOW as CELL
+from openmtcnn.geometry import STAGES  # noqa: F401  (this module's stages, as the float cascade's)
 
-STAGES = ("pnet", "rnet", "onet")
-CELL, STRIDE = 12, 2
+# The boxes, squares and crops below are the fixed-point mirror of the generated C code (1/32-pixel
+# integers, integer weights), not the float geometry: they must match the C bit for bit.
 COORD_LIMIT = 2**20  # box coordinates stay within +-65536 pixels (1/16 pixel units): no int64 overflow
 ONE = 1 << Q_BOX  # one pixel
 

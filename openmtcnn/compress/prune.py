@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,9 @@ from torch import nn
 from openmtcnn.fileio import atomic_write_bytes
 from openmtcnn.models.nets import ONet, PNet, RNet
 from openmtcnn.models.registry import create_model
-from openmtcnn.train.trainer import TrainConfig, config_dict, load_trained, pick_device, save_checkpoint, train
+from openmtcnn.train.loss import TASK_WEIGHTS
+from openmtcnn.train.trainer import TrainConfig, config_dict, pick_device, save_checkpoint, train
+from openmtcnn.weights.trained import load_trained
 
 CRITERIA = ("l1", "l1-next")  # own filter's L1; or times the L1 of the weights that read the channel
 WEIGHTED = (nn.Conv2d, nn.Linear)
@@ -200,7 +203,7 @@ def wider_ap(checkpoint: Path, stage: str, base: str, folder: Path, images: str,
     from openmtcnn import MTCNN
     from openmtcnn.evaluate.report import save_widerface
     from openmtcnn.evaluate.widerface import run_widerface
-    from openmtcnn.export.trained import export_trained
+    from openmtcnn.weights.trained import export_trained
 
     t0 = time.perf_counter()
     weights = export_trained({stage: str(checkpoint)}, folder / "weights", base=base, note="pruned stage")
@@ -228,38 +231,72 @@ def check_plan(out: Path, plan: dict) -> None:
     write_json(out / "plan.json", plan)
 
 
-def prune_iteratively(stage: str, source: str | Path, samples, steps: int, ratio: float, epochs: int,
-                      steps_per_epoch: int | None, out_dir: str | Path, criterion: str = "l1",
-                      from_scratch: bool = False, scratch_epochs: int | None = None,
-                      finetune_only: bool = False, wider_images: str | None = None, wider_gt: str | None = None,
-                      base: str | None = None, batch_size: int = 384, lr: float = 1e-3, seed: int = 0,
-                      threads: int | None = None, device: str = "auto", show_progress: bool = True,
-                      log: Callable[[str], None] = print) -> dict:
-    """Prune ``ratio`` of the channels ``steps`` times, fine-tuning after each; one table row per step.
+@dataclass
+class PruneConfig:
+    """The settings of an iterative pruning run, checked when made so a bad one fails before any training."""
 
-    ``source`` is a weight set or a checkpoint. Row ``step0`` is the net as given. Each step
-    writes ``out/stepN/{pruned.pt, train/best.pt, row.json}`` atomically; a step with a
-    row is not redone (a later call with WIDER paths only adds the AP). ``finetune_only``
-    adds a control row: the unpruned net fine-tuned as long as one step. ``from_scratch``
-    trains the final widths from random weights for ``scratch_epochs`` (default: all the
-    fine-tuning epochs together). The cascade for AP is ``base`` (default: ``source`` when it
-    is a weight set, else "published") with this stage replaced.
+    # the pruning plan
+    stage: str
+    source: str | Path = "published"  # weight set (name or folder) or trainer checkpoint (.pt) to prune
+    steps: int = 3  # prune-and-fine-tune rounds
+    ratio: float = 0.25  # share of each layer's channels removed per step
+    criterion: str = "l1"  # channel score, one of CRITERIA
+    epochs: int = 1  # fine-tuning epochs per step
+    steps_per_epoch: int | None = None  # batches per epoch; default: one pass over the positives
+    # extra rows for comparison
+    finetune_only: bool = False  # the unpruned net fine-tuned as long as one step
+    from_scratch: bool = False  # the final widths trained from random weights
+    scratch_epochs: int | None = None  # default: steps x epochs, all the fine-tuning together
+    # WIDER FACE AP of the cascade with the pruned stage in place
+    wider_images: str | None = None  # WIDER_val/images folder (with wider_gt)
+    wider_gt: str | None = None  # eval_tools/ground_truth folder (with wider_images)
+    base: str | None = None  # the other stages' weight set; default: source when a weight set, else published
+    # training
+    batch_size: int = 384
+    lr: float = 1e-3
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.stage not in TASK_WEIGHTS:
+            raise ValueError(f"stage must be one of {list(TASK_WEIGHTS)}, got {self.stage!r}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.ratio < 1:
+            raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if (self.wider_images is None) != (self.wider_gt is None):
+            raise ValueError("give both wider_images and wider_gt, or neither")
+
+
+def prune_iteratively(cfg: PruneConfig, samples, out_dir: str | Path, show_progress: bool = True,
+                      log: Callable[[str], None] = print) -> dict:
+    """Prune ``cfg.ratio`` of the channels ``cfg.steps`` times, fine-tuning after each; one table row per step.
+
+    Row ``step0`` is the net from ``cfg.source`` as given. Each step writes
+    ``out/stepN/{pruned.pt, train/best.pt, row.json}`` atomically; a step with a row is not
+    redone (a later call with WIDER paths only adds the AP). ``cfg.finetune_only`` adds a
+    control row: the unpruned net fine-tuned as long as one step. ``cfg.from_scratch`` trains
+    the final widths from random weights for ``cfg.scratch_epochs`` (default: all the
+    fine-tuning epochs together). The cascade for AP is ``cfg.base`` (default: ``cfg.source``
+    when it is a weight set, else "published") with this stage replaced.
     """
-    if steps < 0 or epochs < 1:
-        raise ValueError(f"steps must be >= 0 and epochs >= 1, got {steps} and {epochs}")
-    if (wider_images is None) != (wider_gt is None):
-        raise ValueError("give both wider_images and wider_gt, or neither")
-    if threads:
-        torch.set_num_threads(threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
-    base = base or ("published" if str(source).endswith(".pt") else str(source))
-    scratch_epochs = scratch_epochs or max(steps, 1) * epochs
-    check_plan(out, {"stage": stage, "source": str(source), "ratio": ratio, "epochs": epochs,
-                     "steps_per_epoch": steps_per_epoch, "criterion": criterion, "batch_size": batch_size,
-                     "lr": lr, "seed": seed, "base": base})
-    dev = pick_device(device)
-    train_kw = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "lr": lr,
-                "seed": seed, "threads": threads, "device": device}
+    stage, seed = cfg.stage, cfg.seed
+    base = cfg.base or ("published" if str(cfg.source).endswith(".pt") else str(cfg.source))
+    scratch_epochs = cfg.scratch_epochs or max(cfg.steps, 1) * cfg.epochs
+    check_plan(out, {"stage": stage, "source": str(cfg.source), "ratio": cfg.ratio, "epochs": cfg.epochs,
+                     "steps_per_epoch": cfg.steps_per_epoch, "criterion": cfg.criterion,
+                     "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": seed, "base": base})
+    dev = pick_device(cfg.device)
+    train_kw = {"epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
+                "lr": cfg.lr, "seed": seed, "threads": cfg.threads, "device": cfg.device}
 
     def finish(name: str, kind: str, net: nn.Module, ckpt: Path, extra: dict) -> dict:
         """The row of a finished net: costs, validation metrics, AP when asked; written atomically."""
@@ -270,8 +307,9 @@ def prune_iteratively(stage: str, source: str | Path, samples, steps: int, ratio
                    "val": validate(net, samples, stage, seed, dev),
                    "checkpoint": str(ckpt.relative_to(out)), **extra}  # relative: the folder may move
             write_json(path, row)
-        if wider_images and "ap" not in row:
-            row.update(wider_ap(ckpt, stage, base, out / name, wider_images, wider_gt, threads, show_progress))
+        if cfg.wider_images and "ap" not in row:
+            row.update(wider_ap(ckpt, stage, base, out / name, cfg.wider_images, cfg.wider_gt, cfg.threads,
+                                show_progress))
             write_json(path, row)
         log(f"{name}: widths {row['widths']}  params {row['params']:,}  MMAC/frame {row['macs_per_frame'] / 1e6:.1f}"
             f"  val acc {row['val']['cls_accuracy']:.4f}" + (f"  AP {row['ap']}" if "ap" in row else ""))
@@ -285,38 +323,40 @@ def prune_iteratively(stage: str, source: str | Path, samples, steps: int, ratio
     def step(name: str, kind: str, arch: nn.Module, init: Path | None, n_epochs: int, extra: dict) -> dict:
         """Train ``arch``'s architecture from ``init`` (None: random weights) and record its best checkpoint."""
         t0 = time.perf_counter()
-        cfg = net_config(arch, stage, **{**train_kw, "epochs": n_epochs, "init": str(init) if init else None})
-        train(samples, out / name / "train", cfg, resume=True, show_progress=show_progress)
+        train_cfg = net_config(arch, stage, **{**train_kw, "epochs": n_epochs, "init": str(init) if init else None})
+        train(samples, out / name / "train", train_cfg, resume=True, show_progress=show_progress)
         ckpt = out / name / "train" / "best.pt"
         return finish(name, kind, load_trained(ckpt), ckpt,
                       {**extra, "epochs": n_epochs, "train_seconds": round(time.perf_counter() - t0, 1)})
 
-    net = load_stage(source, stage)
+    net = load_stage(cfg.source, stage)
     check_prunable(net)
     start = out / "step0" / "model.pt"
     if not start.is_file():
         save_net(net, start, stage)
     rows = [finish("step0", "original", net, start, {"step": 0})]
-    if finetune_only:
-        rows.append(reuse("finetune") or step("finetune", "fine-tuned, not pruned", net, start, epochs, {}))
+    if cfg.finetune_only:
+        rows.append(reuse("finetune") or step("finetune", "fine-tuned, not pruned", net, start, cfg.epochs, {}))
     prev = net
-    for n in range(1, steps + 1):
+    for n in range(1, cfg.steps + 1):
         row = reuse(f"step{n}")
         if row is None:
             path = out / f"step{n}" / "pruned.pt"
             if not path.is_file():  # written once: a resumed step fine-tunes the same pruned net
-                save_net(prune(prev, ratio, criterion), path, stage)
+                save_net(prune(prev, cfg.ratio, cfg.criterion), path, stage)
             pruned = load_trained(path)
             before = validate(pruned, samples, stage, seed, dev)
-            row = step(f"step{n}", "pruned + fine-tuned", pruned, path, epochs, {"step": n, "val_pruned": before})
+            row = step(f"step{n}", "pruned + fine-tuned", pruned, path, cfg.epochs,
+                       {"step": n, "val_pruned": before})
         rows.append(row)
         prev = load_trained(out / row["checkpoint"])
-    if from_scratch and steps > 0:
+    if cfg.from_scratch and cfg.steps > 0:
         name = "scratch_" + "-".join(map(str, widths(prev)))
         fresh = create_model(prev.spec.name, **prev.overrides)
         rows.append(reuse(name) or step(name, "same widths, from scratch", fresh, None, scratch_epochs, {}))
-    table = {"settings": {**read_json(out / "plan.json"), "steps": steps, "samples": str(getattr(samples, "folder", "")),
-                          "wider_images": wider_images, "macs_at": list(VGA)}, "rows": rows}
+    table = {"settings": {**read_json(out / "plan.json"), "steps": cfg.steps,
+                          "samples": str(getattr(samples, "folder", "")), "wider_images": cfg.wider_images,
+                          "macs_at": list(VGA)}, "rows": rows}
     write_json(out / "table.json", table)
     atomic_write_bytes(out / "table.md", (markdown(table) + "\n").encode())
     plot(table, out / "table.png")

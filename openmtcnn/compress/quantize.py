@@ -324,12 +324,11 @@ def calibration_batches(weights: str | os.PathLike, images: Sequence, min_face_s
         h, w = rgb.shape[:2]
         for scale in pyramid_scales(h, w, min_face_size, scale_factor):
             yield "pnet", B.area_resize(integral, math.ceil(w * scale), math.ceil(h * scale)).transpose(2, 0, 1)[None]
-        proposed = detector.propose(rgb, integral)
-        if len(proposed.boxes):
-            yield "rnet", crops(rgb, integral, proposed.boxes, 24, max_crops[0])
-            refined = detector.refine([rgb], [integral], [proposed], "rnet")[0]
-            if len(refined.boxes):
-                yield "onet", crops(rgb, integral, refined.boxes, 48, max_crops[1])
+        found = {}  # P-Net's and R-Net's survivors, heard from the cascade
+        detector.run(rgb, until="rnet", observer=lambda stage, i, c, seconds: found.__setitem__(stage, c.boxes))
+        for stage, net, size, most in (("pnet", "rnet", 24, max_crops[0]), ("rnet", "onet", 48, max_crops[1])):
+            if len(found[stage]):
+                yield net, crops(rgb, integral, found[stage], size, most)
 
 
 # ---- ONNX QDQ export -----------------------------------------------------------------------------
@@ -340,7 +339,7 @@ def to_qdq_onnx(net: nn.Module) -> bytes:
     import onnx
     from onnx import helper, numpy_helper
 
-    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.weights.onnx import to_onnx_bytes
 
     layers = q_layers(net)
     if not layers:
@@ -468,7 +467,7 @@ def quantize_weight_set(weights: str | os.PathLike, images: Sequence, out: str |
 def export_qat(checkpoint: str | os.PathLike, out: str | os.PathLike, base: str = "published-int8",
                command: str = "") -> Path:
     """A weight set from a QAT checkpoint (int8 ONNX of its stage); the other stages come from ``base``."""
-    from openmtcnn.train.trainer import load_trained
+    from openmtcnn.weights.trained import load_trained
 
     net = load_trained(checkpoint, prepare=prepare_qat)
     stage = net.spec.stage

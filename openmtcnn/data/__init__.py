@@ -14,14 +14,14 @@ from openmtcnn.data.crops import (
     label_boxes,
     label_candidates,
 )
-from openmtcnn.data.generate import SIZES, generate_hard, generate_pnet, generate_random
+from openmtcnn.data.generate import SIZES, SampleConfig, generate_hard, generate_pnet, generate_random
 from openmtcnn.data.landmarks import flip, landmark_samples, rotate
 from openmtcnn.data.sources import FacePoint, WiderImage, facepoint_pictures, read_facepoint, read_wider, wider_frame
 from openmtcnn.data.store import SampleSet
 
 __all__ = [
     "KIND_NAMES", "LANDMARK", "NEGATIVE", "PART", "POSITIVE", "SIZES",
-    "FacePoint", "SampleSet", "Samples", "WiderImage",
+    "FacePoint", "SampleConfig", "SampleSet", "Samples", "WiderImage",
     "face_samples", "facepoint_pictures", "flip", "generate_hard", "generate_pnet", "generate_random",
     "label_boxes", "label_candidates", "landmark_samples", "read_facepoint", "read_wider", "rotate", "wider_frame",
 ]

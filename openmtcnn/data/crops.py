@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import cv2
 import numpy as np
+
+from openmtcnn import geometry
+from openmtcnn.geometry import iou_matrix, square_int  # noqa: F401  (used here and by the landmark samples)
 
 NEGATIVE, POSITIVE, PART, LANDMARK = 0, 1, 2, 3
 KIND_NAMES = ("negative", "positive", "part", "landmark")
@@ -39,39 +41,13 @@ class Samples(NamedTuple):
         return cls(*(np.concatenate(arrays) for arrays in zip(*parts)))
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of boxes a (N, 4) and b (M, 4), shape (N, M)."""
-    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = a[:, :4].T[:, :, None], b[:, :4].T[:, None, :]
-    inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0) * \
-        np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / np.maximum(union, 1e-12)
-
-
-def square_int(boxes: np.ndarray) -> np.ndarray:
-    """Integer squares of side max(w, h) (at least 1) around the boxes' centres, as the cascade crops."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    side = np.maximum(np.floor(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) + 0.5), 1)
-    x1 = np.floor((boxes[:, 0] + boxes[:, 2] - side) / 2 + 0.5)
-    y1 = np.floor((boxes[:, 1] + boxes[:, 3] - side) / 2 + 0.5)
-    return np.stack([x1, y1, x1 + side, y1 + side], axis=1).astype(np.int64)
-
-
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Integer square crops resized to size x size (INTER_AREA shrinking, INTER_LINEAR enlarging), zero outside."""
-    out = np.empty((len(boxes), size, size, 3), np.uint8)
-    h, w = image.shape[:2]
-    for k, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.int64).tolist()):  # one cv2.resize a crop
-        if x1 >= 0 and y1 >= 0 and x2 <= w and y2 <= h:
-            patch = image[y1:y2, x1:x2]
-        else:
-            patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
-            ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-            if ix2 > ix1 and iy2 > iy1:
-                patch[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = image[iy1:iy2, ix1:ix2]
-        interp = cv2.INTER_AREA if x2 - x1 > size else cv2.INTER_LINEAR
-        out[k] = cv2.resize(patch, (size, size), interpolation=interp)
-    return out
+    """Integer square crops resized to size x size as uint8 samples, by the cascade's own resampler
+    (``geometry.crop_resize``: area means when shrinking, bilinear when enlarging, zero outside)."""
+    if len(boxes) == 0:
+        return np.zeros((0, size, size, image.shape[2]), np.uint8)
+    crops = geometry.crop_resize(image, np.asarray(boxes, np.float64), size)
+    return np.clip(np.rint(crops), 0, 255).astype(np.uint8)
 
 
 def box_targets(crops: np.ndarray, gts: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from openmtcnn.data.crops import Samples, face_samples, label_candidates
+from openmtcnn.geometry import INPUT_SIZES
 from openmtcnn.data.landmarks import landmark_samples
 from openmtcnn.data.sources import (
     FacePoint,
@@ -33,14 +35,55 @@ from openmtcnn.data.sources import (
 from openmtcnn.data.store import open_manifest, record_shard, write_shard
 from openmtcnn.progress import progress
 
-SIZES = (12, 24, 48)
+SIZES = tuple(INPUT_SIZES.values())
 LANDMARK_FRAMES = ("facepoint", "wider")
 
 
-def _check_size(size: int) -> int:
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    return int(size)
+@dataclass(frozen=True)
+class SampleConfig:
+    """How a sample set is made: crop size, seed, shards, what is drawn per picture and per face, workers."""
+
+    size: int = 12  # crop side: 12 (P-Net), 24 (R-Net) or 48 (O-Net)
+    seed: int = 0
+    limit: int | None = None  # only the first N entries of each list (quick runs)
+    images_per_shard: int = 64
+    faces_per_shard: int = 256
+    # random crops, per WIDER picture: negatives anywhere, tries for a negative beside each face,
+    # jittered squares around each face kept as positives or parts
+    negatives: int = 50
+    near: int = 5
+    attempts: int = 20
+    min_face: float = 20.0  # faces with a shorter longer side are not cropped around (random) or labelled (hard)
+    min_crop: int = 12
+    neg_ratio: float = 3.0  # hard examples: negatives kept per picture, at most this many times its positives
+    # landmark samples, per CNN_FacePoint face: augmented copies, cut in the list's frame or WIDER's
+    landmarks_per_face: int = 10
+    flip_prob: float = 0.5
+    rotate_prob: float = 0.5
+    max_angle: float = 15.0
+    landmark_frame: str = "facepoint"
+    workers: int = 2  # processes (the shards' contents do not depend on it)
+    verbose: bool = True
+
+    def __post_init__(self):
+        if self.size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
+        if not self.neg_ratio > 0:
+            raise ValueError(f"neg_ratio must be > 0, got {self.neg_ratio}")
+        if self.landmark_frame not in LANDMARK_FRAMES:
+            raise ValueError(f"landmark frame must be one of {LANDMARK_FRAMES}, got {self.landmark_frame!r}")
+        if self.images_per_shard < 1 or self.faces_per_shard < 1:
+            raise ValueError(f"shard sizes must be >= 1, got {self.images_per_shard} and {self.faces_per_shard}")
+
+    def crops(self) -> dict:
+        """The random-crop settings, as recorded in a manifest."""
+        return {"negatives": self.negatives, "near": self.near, "attempts": self.attempts,
+                "min_face": float(self.min_face), "min_crop": self.min_crop}
+
+    def landmarks(self) -> dict:
+        """The landmark augmentation settings, as recorded in a manifest."""
+        return {"count": self.landmarks_per_face, "flip_prob": self.flip_prob, "rotate_prob": self.rotate_prob,
+                "max_angle": float(self.max_angle)}
 
 
 def _chunks(items: Sequence, per_shard: int) -> list[list]:
@@ -105,78 +148,62 @@ def _summary(folder: Path, manifest: dict, start: float, verbose: bool) -> dict:
     return out
 
 
-def _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
-                   frame: str = "facepoint") -> list[list[FacePoint]]:
+def _landmark_plan(facepoint_list, facepoint_images, cfg: SampleConfig, settings: dict) -> list[list[FacePoint]]:
     """CNN_FacePoint faces in shards (none without a list), and their settings recorded.
 
-    ``frame``: crop around the list's own boxes ("facepoint", brows to mouth) or around those
-    boxes moved to WIDER's convention ("wider"), the boxes the cascade hands O-Net at test time.
+    ``cfg.landmark_frame``: crop around the list's own boxes ("facepoint", brows to mouth) or around
+    those boxes moved to WIDER's convention ("wider"), the boxes the cascade hands O-Net at test time.
     """
-    if frame not in LANDMARK_FRAMES:
-        raise ValueError(f"landmark frame must be one of {LANDMARK_FRAMES}, got {frame!r}")
     if facepoint_list is None:
         settings.update(facepoint_list=None, facepoint_images=None)
         return []
-    faces = read_facepoint(facepoint_list, facepoint_images)[:limit]
+    faces = read_facepoint(facepoint_list, facepoint_images)[:cfg.limit]
     check_files([f.path for f in faces], "CNN_FacePoint images")
     settings.update(facepoint_list=str(Path(facepoint_list).resolve()),
-                    facepoint_images=str(Path(facepoint_images).resolve()), faces_per_shard=faces_per_shard,
-                    landmarks=landmark_params)
-    if frame != "facepoint":  # recorded only when moved: sets made before stay resumable as they were
-        settings.update(landmark_frame=frame)
+                    facepoint_images=str(Path(facepoint_images).resolve()), faces_per_shard=cfg.faces_per_shard,
+                    landmarks=cfg.landmarks())
+    if cfg.landmark_frame != "facepoint":  # recorded only when moved: sets made before stay resumable as they were
+        settings.update(landmark_frame=cfg.landmark_frame)
         faces = wider_frame(faces)
-    return _chunks(faces, faces_per_shard)
+    return _chunks(faces, cfg.faces_per_shard)
 
 
 def generate_random(wider_txt: str | Path, wider_images: str | Path, facepoint_list: str | Path | None,
-                    facepoint_images: str | Path | None, out: str | Path, size: int = 12, seed: int = 0,
-                    workers: int = 2, limit: int | None = None, images_per_shard: int = 64,
-                    faces_per_shard: int = 256, negatives: int = 50, near: int = 5, attempts: int = 20,
-                    min_face: float = 20.0, min_crop: int = 12, landmarks_per_face: int = 10,
-                    flip_prob: float = 0.5, rotate_prob: float = 0.5, max_angle: float = 15.0,
-                    extra: Sequence[WiderImage] = (), landmark_frame: str = "facepoint",
-                    verbose: bool = True) -> dict:
-    """Random-crop sample set ``<out>/<size>/`` from WIDER FACE boxes and CNN_FacePoint landmarks.
+                    facepoint_images: str | Path | None, out: str | Path, cfg: SampleConfig = SampleConfig(),
+                    extra: Sequence[WiderImage] = ()) -> dict:
+    """Random-crop sample set ``<out>/<cfg.size>/`` from WIDER FACE boxes and CNN_FacePoint landmarks.
 
-    Per WIDER picture: ``negatives`` random negatives; per face of longer side >= ``min_face``,
-    ``near`` tries for a negative beside it and ``attempts`` jittered squares kept as positives
-    or parts. Per CNN_FacePoint face: up to ``landmarks_per_face`` augmented landmark samples.
+    Per WIDER picture: ``cfg.negatives`` random negatives; per face of longer side >= ``cfg.min_face``,
+    ``cfg.near`` tries for a negative beside it and ``cfg.attempts`` jittered squares kept as positives
+    or parts. Per CNN_FacePoint face: up to ``cfg.landmarks_per_face`` augmented landmark samples.
     ``extra``: more pictures with their face boxes, cropped like the WIDER ones (e.g.
-    ``facepoint_pictures``). ``landmark_frame``: see ``_landmark_plan``. ``limit`` keeps the
-    first N entries of each list (quick runs). Resumes an interrupted run with the same settings;
-    returns the summary (counts per kind, shards, bytes, seconds).
+    ``facepoint_pictures``). Resumes an interrupted run with the same settings; returns the
+    summary (counts per kind, shards, bytes, seconds).
     """
     start = time.perf_counter()
-    size = _check_size(size)
-    folder = Path(out) / str(size)
-    extra = list(extra)[:limit]
-    pictures = read_wider(wider_txt, wider_images)[:limit] + extra
+    folder = Path(out) / str(cfg.size)
+    extra = list(extra)[:cfg.limit]
+    pictures = read_wider(wider_txt, wider_images)[:cfg.limit] + extra
     check_files([p.path for p in pictures], "WIDER FACE images")
-    crop_params = {"negatives": negatives, "near": near, "attempts": attempts, "min_face": float(min_face),
-                   "min_crop": min_crop}
-    landmark_params = {"count": landmarks_per_face, "flip_prob": flip_prob, "rotate_prob": rotate_prob,
-                       "max_angle": float(max_angle)}
-    settings = {"method": "random", "size": size, "seed": seed, "limit": limit, "wider_txt": str(Path(wider_txt).resolve()),
-                    "wider_images": str(Path(wider_images).resolve()), "images_per_shard": images_per_shard,
-                    "crops": crop_params}
+    settings = {"method": "random", "size": cfg.size, "seed": cfg.seed, "limit": cfg.limit,
+                "wider_txt": str(Path(wider_txt).resolve()), "wider_images": str(Path(wider_images).resolve()),
+                "images_per_shard": cfg.images_per_shard, "crops": cfg.crops()}
     if extra:  # recorded only when used: sets made without stay resumable as they were
         settings.update(extra_pictures=len(extra), extra_digest=_digest(extra))
-    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
-                                 landmark_frame)
-    plan = [("wider", c, crop_params) for c in _chunks(pictures, images_per_shard)]
-    plan += [("facepoint", c, landmark_params) for c in face_chunks]
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, cfg, settings)
+    plan = [("wider", c, cfg.crops()) for c in _chunks(pictures, cfg.images_per_shard)]
+    plan += [("facepoint", c, cfg.landmarks()) for c in face_chunks]
     manifest = open_manifest(folder, settings, len(plan))
-    tasks = [(folder, k, source, items, size, seed, params) for k, (source, items, params) in enumerate(plan)]
-    _run(folder, manifest, tasks, workers, show=verbose)
-    return _summary(folder, manifest, start, verbose)
+    tasks = [(folder, k, source, items, cfg.size, cfg.seed, params) for k, (source, items, params) in enumerate(plan)]
+    _run(folder, manifest, tasks, cfg.workers, show=cfg.verbose)
+    return _summary(folder, manifest, start, cfg.verbose)
 
 
 def generate_pnet(wider_txt: str | Path, wider_images: str | Path, facepoint_list: str | Path | None,
-                  facepoint_images: str | Path | None, out: str | Path, size: int = 12, seed: int = 0,
-                  workers: int = 2, limit: int | None = None, **options) -> dict:
+                  facepoint_images: str | Path | None, out: str | Path, cfg: SampleConfig = SampleConfig(),
+                  extra: Sequence[WiderImage] = ()) -> dict:
     """P-Net training set ``<out>/12/``: the paper's random crops plus landmark samples (see generate_random)."""
-    return generate_random(wider_txt, wider_images, facepoint_list, facepoint_images, out, size=size, seed=seed,
-                           workers=workers, limit=limit, **options)
+    return generate_random(wider_txt, wider_images, facepoint_list, facepoint_images, out, replace(cfg, size=12), extra)
 
 
 def _digest(items: Sequence[tuple[str | Path, np.ndarray]]) -> str:
@@ -189,40 +216,30 @@ def _digest(items: Sequence[tuple[str | Path, np.ndarray]]) -> str:
 
 
 def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
-                  propose: Callable[[np.ndarray], np.ndarray], out: str | Path, size: int, seed: int = 0,
-                  neg_ratio: float = 3.0, min_face: float = 20.0, limit: int | None = None,
-                  images_per_shard: int = 64, tag: str = "", facepoint_list: str | Path | None = None,
-                  facepoint_images: str | Path | None = None, faces_per_shard: int = 256,
-                  landmarks_per_face: int = 10, flip_prob: float = 0.5, rotate_prob: float = 0.5,
-                  max_angle: float = 15.0, extra: Sequence[WiderImage] = (), landmark_frame: str = "facepoint",
-                  workers: int = 2, verbose: bool = True) -> dict:
-    """Hard-example sample set ``<out>/<size>/`` from boxes an earlier stage proposes.
+                  propose: Callable[[np.ndarray], np.ndarray], out: str | Path, cfg: SampleConfig,
+                  tag: str = "", facepoint_list: str | Path | None = None,
+                  facepoint_images: str | Path | None = None, extra: Sequence[WiderImage] = ()) -> dict:
+    """Hard-example sample set ``<out>/<cfg.size>/`` from boxes an earlier stage proposes.
 
     ``images_and_gts``: (picture path, (N, 4) face boxes x1 y1 x2 y2) pairs, e.g. ``read_wider``'s
     output. ``propose(rgb) -> (N, 4)`` boxes is called once a picture, in this process (it
     usually runs the trained nets); its candidates are labelled with ``label_candidates``,
-    negatives capped at ``neg_ratio`` times the positives of the picture. With a
-    CNN_FacePoint list, landmark samples are added (in ``workers`` processes). ``tag`` is
+    negatives capped at ``cfg.neg_ratio`` times the positives of the picture. With a
+    CNN_FacePoint list, landmark samples are added (in ``cfg.workers`` processes). ``tag`` is
     recorded in the manifest: change it when the proposer changes, so that a resume cannot
-    mix candidates of two models. ``extra`` pictures are mined too (``limit`` applies to each list).
-    ``landmark_frame``: see ``_landmark_plan``.
+    mix candidates of two models. ``extra`` pictures are mined too (``cfg.limit`` applies to each list).
     """
     start = time.perf_counter()
-    size = _check_size(size)
-    if not neg_ratio > 0:
-        raise ValueError(f"neg_ratio must be > 0, got {neg_ratio}")
+    size, seed, min_face, neg_ratio = cfg.size, cfg.seed, float(cfg.min_face), float(cfg.neg_ratio)
     folder = Path(out) / str(size)
     pictures = [WiderImage(Path(p), np.asarray(g, np.float64).reshape(-1, 4))
-                for p, g in [*images_and_gts[:limit], *list(extra)[:limit]]]
+                for p, g in [*images_and_gts[:cfg.limit], *list(extra)[:cfg.limit]]]
     check_files([p.path for p in pictures], "images")
-    landmark_params = {"count": landmarks_per_face, "flip_prob": flip_prob, "rotate_prob": rotate_prob,
-                       "max_angle": float(max_angle)}
-    settings = {"method": "hard", "size": size, "seed": seed, "limit": limit, "tag": tag, "images": len(pictures),
-                    "images_digest": _digest(pictures), "images_per_shard": images_per_shard, "neg_ratio": float(neg_ratio),
-                    "min_face": float(min_face)}
-    face_chunks = _landmark_plan(facepoint_list, facepoint_images, limit, faces_per_shard, landmark_params, settings,
-                                 landmark_frame)
-    hard = _chunks(pictures, images_per_shard)
+    settings = {"method": "hard", "size": size, "seed": seed, "limit": cfg.limit, "tag": tag, "images": len(pictures),
+                "images_digest": _digest(pictures), "images_per_shard": cfg.images_per_shard, "neg_ratio": neg_ratio,
+                "min_face": min_face}
+    face_chunks = _landmark_plan(facepoint_list, facepoint_images, cfg, settings)
+    hard = _chunks(pictures, cfg.images_per_shard)
     manifest = open_manifest(folder, settings, len(hard) + len(face_chunks))
 
     def mine(task: tuple) -> tuple[int, np.ndarray, int]:
@@ -238,8 +255,8 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
         write_shard(folder, index, samples)
         return index, samples.kind, len(items)
 
-    _run(folder, manifest, [(folder, k, "hard", c, size, seed, None) for k, c in enumerate(hard)], 1, mine, verbose)
-    marks = [(folder, len(hard) + k, "facepoint", c, size, seed, landmark_params) for k, c in enumerate(face_chunks)]
-    _run(folder, manifest, marks, workers, show=verbose)
-    return _summary(folder, manifest, start, verbose)
+    _run(folder, manifest, [(folder, k, "hard", c, size, seed, None) for k, c in enumerate(hard)], 1, mine, cfg.verbose)
+    marks = [(folder, len(hard) + k, "facepoint", c, size, seed, cfg.landmarks()) for k, c in enumerate(face_chunks)]
+    _run(folder, manifest, marks, cfg.workers, show=cfg.verbose)
+    return _summary(folder, manifest, start, cfg.verbose)
 

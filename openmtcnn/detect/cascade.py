@@ -6,17 +6,21 @@ import numbers
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from openmtcnn.detect import boxes as B
-from openmtcnn.detect.image import ImageLike, to_rgb
-from openmtcnn.runtime import PNET_STRIDE, PNET_WINDOW, pnet_strips
+from openmtcnn.detect.image import MAX_PIXELS, ImageLike, to_rgb
+from openmtcnn.geometry import INPUT_SIZES, PNET_STRIDE, PNET_WINDOW
+from openmtcnn.geometry import STAGES as NETS
+from openmtcnn.runtime import pnet_strips
 
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 STRIDE, CELL = PNET_STRIDE, PNET_WINDOW  # P-Net: one output per 12 x 12 window, stride 2
 WORKER_CHUNK = 4  # images per task when a list runs on several workers
+BAD_INPUT = (OSError, ValueError, TypeError)  # what reading an image that cannot be used raises
+STAGES = (*NETS, "final")  # what MTCNN.run can stop after, in cascade order
 
 
 class Detections(NamedTuple):
@@ -41,6 +45,10 @@ class Candidates(NamedTuple):
     def take(self, idx: np.ndarray) -> "Candidates":
         return Candidates(self.boxes[idx], self.scores[idx],
                           None if self.landmarks is None else self.landmarks[idx])
+
+
+Observer = Callable[[str, int, Candidates, float], None]
+"""``observer(stage, image_index, candidates, seconds)``: called by ``MTCNN.run`` after every stage."""
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float) -> list[float]:
@@ -85,15 +93,22 @@ class MTCNN:
     """Face detector and five-point landmark locator.
 
     >>> faces = MTCNN().detect_faces("photo.jpg")  # [{"box", "confidence", "keypoints"}, ...]
+
+    ``max_pixels``: larger images are refused with a ValueError, encoded ones from their header
+    before decoding (None: no limit); detection needs about 30 bytes of memory a pixel.
     """
 
     def __init__(self, min_face_size: float = 20, scale_factor: float = 0.709,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
                  weights: str = "published", backend: str = "auto", threads: int | None = None,
-                 device: str | None = "auto", batch_size: int = 32):
+                 device: str | None = "auto", batch_size: int = 32, max_pixels: int | None = MAX_PIXELS):
         from openmtcnn.runtime import make_nets, runs_concurrently
 
         check_settings(min_face_size, scale_factor, thresholds, nms_thresholds)
+        if not (max_pixels is None or (isinstance(max_pixels, numbers.Integral) and not isinstance(max_pixels, bool)
+                                       and max_pixels >= 1)):
+            raise ValueError(f"max_pixels must be an int >= 1 or None (no limit), got {max_pixels!r}")
+        self.max_pixels = None if max_pixels is None else int(max_pixels)
         self.min_face_size, self.scale_factor = float(min_face_size), float(scale_factor)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
@@ -101,8 +116,6 @@ class MTCNN:
         if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        self.stage_times: dict[str, float] | None = None  # set to {} to collect seconds per stage
-        self.traces: list[dict[str, np.ndarray]] | None = None  # set to [] to keep every stage's boxes
         # On a CPU with ONNX Runtime, `threads` workers share single-threaded nets: the NumPy and
         # OpenCV work between net calls runs in parallel too. Other engines use threads inside each net.
         self.workers = max(1, int(threads or os.cpu_count() or 1)) if runs_concurrently(backend, device, weights) else 1
@@ -111,64 +124,54 @@ class MTCNN:
             import cv2
             cv2.setNumThreads(int(threads))  # OpenCV's pool is process-wide (pyramid, crops, DNN)
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0  # the process that started the worker threads
 
     # ---- stages -------------------------------------------------------------------------------
-    def _tick(self, name: str, start: float) -> float:
-        """Add the time since ``start`` to stage ``name`` when timing is on; return now."""
-        now = time.perf_counter()
-        if self.stage_times is not None:
-            self.stage_times[name] = self.stage_times.get(name, 0.0) + now - start
-        return now
+    def _pool(self) -> ThreadPoolExecutor:
+        """The worker threads: started on first use, and again in a forked child, which inherits none of them."""
+        if self._executor is None or self._executor_pid != os.getpid():
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="openmtcnn")
+            self._executor_pid = os.getpid()
+        return self._executor
 
     def _map(self, fn, parts: list) -> list:
         """``fn`` over ``parts``, on the worker threads when there are several parts."""
         if len(parts) <= 1:
             return [fn(p) for p in parts]
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="openmtcnn")
-        return list(self._executor.map(fn, parts))
+        return list(self._pool().map(fn, parts))
 
     def propose(self, image: np.ndarray, integral: np.ndarray, spread: int = 1) -> Candidates:
         """P-Net on every pyramid scale; NMS within each scale, then across scales.
 
         Large levels are resized and scored in strips of rows (``runtime.pnet_strips``) that
         stay in cache. ``spread`` > 1 deals the strips to that many workers in groups of about
-        equal area; the whole parallel section is then timed as the "pnet" stage.
+        equal area.
         """
         h, w = image.shape[:2]
         scales = pyramid_scales(h, w, self.min_face_size, self.scale_factor)
         sizes = [(math.ceil(w * s), math.ceil(h * s)) for s in scales]
         strips = [(k, part) for k, (lw, lh) in enumerate(sizes) for part in pnet_strips(lh, lw, self.nets.strips)]
-        t = time.perf_counter()
         groups = balanced_groups([(part[2] - part[1]) * sizes[k][0] for k, part in strips], spread)
-        tick = self._tick if len(groups) == 1 else (lambda name, start: time.perf_counter())
         pieces = np.bincount([k for k, _ in strips], minlength=len(scales))  # strips per level
 
         def score(i: int) -> tuple[int, Candidates]:
             k, (first_row, start, stop) = strips[i]
-            t = time.perf_counter()
             level = B.area_resize(integral, *sizes[k], channels_first=True, rows=(start, stop))
-            t = tick("pyramid", t)
             prob, offsets = self.nets("pnet", level[None])[:2]
-            t = tick("pnet", t)
             c = pnet_candidates(prob[0], offsets[0], scales[k], self.thresholds[0], first_row)
             if pieces[k] == 1:  # a whole level: NMS within it here, on the worker
                 c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
-            tick("pnet_nms", t)
             return i, c
 
         done = sorted(pair for part in self._map(lambda g: [score(i) for i in g], groups) for pair in part)
         per_level: list[list[Candidates]] = [[] for _ in scales]
         for i, c in done:  # strips in order: a level's candidates as from one call
             per_level[strips[i][0]].append(c)
-        t = self._tick("pnet", t) if len(groups) > 1 else time.perf_counter()
         found = [cs[0] if len(cs) == 1 else self.joined_nms(cs) for cs in per_level if cs]
         if not found:
             return Candidates(np.zeros((0, 4)), np.zeros(0))
         c = Candidates(np.concatenate([f.boxes for f in found]), np.concatenate([f.scores for f in found]))
-        c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[1]))
-        self._tick("pnet_nms", t)
-        return c
+        return c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[1]))
 
     def joined_nms(self, parts: list[Candidates]) -> Candidates:
         """A level scored in strips: its candidates joined in row order, then NMS within the level."""
@@ -180,10 +183,9 @@ class MTCNN:
         """R-Net or O-Net on square crops of every image's candidates, in one batch: rescore, regress, NMS.
 
         ``spread`` > 1 (one image) cuts its crops into that many parts, cropped and scored by
-        the workers; the parallel section is then timed as the net's stage.
+        the workers.
         """
-        size = 24 if stage == "rnet" else 48
-        t = time.perf_counter()
+        size = INPUT_SIZES[stage]
         squares = [B.square(c.boxes) for c in cands]
         if not any(len(sq) for sq in squares):
             return cands
@@ -195,14 +197,10 @@ class MTCNN:
         else:
             crops = [B.crop_resize(im, sq, size, channels_first=True, integral=s)
                      for im, s, sq in zip(images, integrals, squares) if len(sq)]
-            t = self._tick(f"{stage}_crop", t)
             outputs = self.nets(stage, np.concatenate(crops))
-        t = self._tick(stage, t)
         splits = np.cumsum([len(sq) for sq in squares])[:-1]
         per_image = zip(*(np.split(o, splits) for o in outputs))
-        result = [self.judge(stage, sq, out) for sq, out in zip(squares, per_image)]
-        self._tick(f"{stage}_nms", t)
-        return result
+        return [self.judge(stage, sq, out) for sq, out in zip(squares, per_image)]
 
     def judge(self, stage: str, boxes: np.ndarray, outputs: tuple[np.ndarray, ...]) -> Candidates:
         """Keep one image's crops that the net scores above threshold and move them by its offsets.
@@ -219,53 +217,112 @@ class MTCNN:
         landmarks = boxes[:, None, 0:2] + wh * rest[0][keep].reshape(-1, 2, 5).transpose(0, 2, 1)
         return Candidates(B.regress(boxes, offsets), scores, landmarks)  # the final NMS comes after
 
-    def detect_batch(self, images: Sequence[np.ndarray], spread: int = 1) -> list[Detections]:
-        """The whole cascade on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them.
+    def final(self, c: Candidates, width: int, height: int) -> Candidates:
+        """The last NMS (overlap over the smaller box), then boxes clipped to the image, best first."""
+        return Candidates(*finish(c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[3], mode="min")), width, height))
 
-        ``spread``: workers that share one image's levels and crops (see ``propose``, ``refine``).
+    def cascade(self, images: Sequence[np.ndarray], until: str = "final", observer: Observer | None = None,
+                spread: int = 1, first: int = 0) -> list[Candidates]:
+        """The stages up to ``until`` on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them.
+
+        ``spread``: workers that share one image's levels and crops (see ``propose``, ``refine``);
+        ``first``: the index of ``images[0]`` reported to ``observer``.
         """
-        t = time.perf_counter()
-        integrals = [B.integral_image(im) for im in images]  # one per image: pyramid and crops
-        self._tick("pyramid", t)
-        cands = [self.propose(im, s, spread) for im, s in zip(images, integrals)]
-        proposed = cands
-        cands = self.refine(images, integrals, cands, "rnet", spread)
-        refined = cands
-        scored = self.refine(images, integrals, cands, "onet", spread)
-        t = time.perf_counter()
-        cands = [c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[3], mode="min")) for c in scored]
-        out = [finish(c, im.shape[1], im.shape[0]) for c, im in zip(cands, images)]
-        self._tick("rest", t)
-        if self.traces is not None:  # every stage's boxes, for diagnosing where faces are lost
-            self.traces += [{"pnet": p.boxes, "rnet": r.boxes, "onet": o.boxes, "final": d.boxes}
-                            for p, r, o, d in zip(proposed, refined, scored, out)]
-        return out
+        report = observer or (lambda *args: None)
+        integrals, cands = [], []  # one integral image per image: pyramid and crops
+        for i, im in enumerate(images):
+            t = time.perf_counter()
+            integrals.append(B.integral_image(im))
+            cands.append(self.propose(im, integrals[-1], spread))
+            report("pnet", first + i, cands[-1], time.perf_counter() - t)
+        for stage in STAGES[1:STAGES.index(until) + 1]:
+            t = time.perf_counter()
+            if stage == "final":
+                cands = [self.final(c, im.shape[1], im.shape[0]) for c, im in zip(cands, images)]
+            else:
+                cands = self.refine(images, integrals, cands, stage, spread)
+            seconds = time.perf_counter() - t
+            for i, c in enumerate(cands):
+                report(stage, first + i, c, seconds)
+        return cands
 
     # ---- public API ---------------------------------------------------------------------------
-    def detect(self, images: ImageLike | Sequence[ImageLike]) -> Detections | list[Detections]:
+    def read(self, image: ImageLike) -> np.ndarray:
+        """One image as RGB uint8 (``to_rgb``), within this detector's ``max_pixels``."""
+        return to_rgb(image, self.max_pixels)
+
+    def _read_item(self, image: ImageLike, index: int, return_exceptions: bool) -> np.ndarray | Exception:
+        """Item ``index`` of a list as RGB uint8; when it cannot be read, the error names the index."""
+        try:
+            return self.read(image)
+        except BAD_INPUT as e:
+            error = at_index(e, index)
+            if return_exceptions:
+                return error
+            if error is e:
+                raise
+            raise error from e
+
+    def run(self, images: ImageLike | Sequence[ImageLike], until: str = "final", observer: Observer | None = None,
+            return_exceptions: bool = False) -> Candidates | list[Candidates | Exception]:
+        """The cascade up to stage ``until`` (one of ``STAGES``): each image's candidates after it.
+
+        ``observer(stage, image_index, candidates, seconds)`` is called after every stage, on this
+        thread and in image order; ``seconds`` is the stage's time for the image (P-Net) or for
+        the batch of images it ran in (later stages; one image: its own). ``until="final"`` gives
+        the detections' boxes, scores and landmarks. An image or a list, as ``detect``; in a list,
+        an item that cannot be read raises an error naming its index, or with ``return_exceptions``
+        takes that error's place in the results.
+        """
+        if until not in STAGES:
+            raise ValueError(f"until must be one of {STAGES}, got {until!r}")
+        if not (isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)):
+            return self.cascade([self.read(images)], until, observer, self.workers)[0]
+        # Several workers: each takes a few whole images; otherwise chunks of batch_size. With an
+        # observer the list stays on this thread, so that it hears of the images in order.
+        parallel = self.workers > 1 and observer is None
+        step = min(self.batch_size, WORKER_CHUNK) if parallel else self.batch_size
+
+        def work(start: int) -> list[Candidates | Exception]:
+            chunk = images[start:start + step]
+            done = [self._read_item(im, start + k, return_exceptions) for k, im in enumerate(chunk)]
+            good = [k for k, im in enumerate(done) if not isinstance(im, Exception)]
+            if good:  # the observer hears of each image by its index in the whole list
+                hear = observer and (lambda stage, i, c, seconds: observer(stage, start + good[i], c, seconds))
+                for k, c in zip(good, self.cascade([done[k] for k in good], until, hear)):
+                    done[k] = c
+            return done
+
+        starts = list(range(0, len(images), step))
+        parts = self._map(work, starts) if parallel else [work(start) for start in starts]
+        return [c for part in parts for c in part]
+
+    def detect(self, images: ImageLike | Sequence[ImageLike],
+               return_exceptions: bool = False) -> Detections | list[Detections | Exception]:
         """Boxes (N, 4) x1 y1 x2 y2, scores (N,), landmarks (N, 5, 2) for an image or for each of a list.
 
         A list is processed in chunks of ``batch_size`` images whose R-Net and O-Net crops share
-        one batch. An image that cannot be read raises; decode beforehand to skip bad files.
+        one batch. An image that cannot be read raises (in a list, naming its index); with
+        ``return_exceptions=True`` its slot holds that exception and the others their detections.
         """
-        if isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
-            # Several workers: each takes a few whole images; otherwise chunks of batch_size. Stage
-            # timing and traces (shared, in image order) keep the list on this thread.
-            parallel = self.workers > 1 and self.stage_times is None and self.traces is None
-            step = min(self.batch_size, WORKER_CHUNK) if parallel else self.batch_size
-            chunks = [images[start:start + step] for start in range(0, len(images), step)]
-            run = lambda chunk: self.detect_batch([to_rgb(im) for im in chunk])  # noqa: E731
-            done = self._map(run, chunks) if parallel else [run(chunk) for chunk in chunks]
-            return [d for part in done for d in part]
-        return self.detect_one(images)
-
-    def detect_one(self, image: ImageLike) -> Detections:
-        """One image, its levels and crops spread over the workers."""
-        return self.detect_batch([to_rgb(image)], self.workers)[0]
+        found = self.run(images, return_exceptions=return_exceptions)
+        if not isinstance(found, list):
+            return Detections(*found)
+        return [c if isinstance(c, Exception) else Detections(*c) for c in found]
 
     def detect_faces(self, image: ImageLike) -> list[dict]:
         """Faces as the ``mtcnn`` package gives them: box [x, y, w, h], confidence, keypoints."""
-        return to_dicts(self.detect_one(image))
+        return to_dicts(Detections(*self.cascade([self.read(image)], spread=self.workers)[0]))
+
+
+def at_index(error: Exception, index: int) -> Exception:
+    """``error`` of the same type with the list index of the image it is about in front of its message."""
+    try:
+        indexed = type(error)(f"image {index} of the list: {error}")
+    except Exception:  # an exception type that takes other arguments: keep it as it is
+        return error
+    indexed.__cause__ = error
+    return indexed
 
 
 def finish(c: Candidates, width: int, height: int) -> Detections:

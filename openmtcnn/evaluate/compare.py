@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.fileio import atomic_write_bytes, write_json
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def compare(models: list[str], make_detector: Callable[[str], object], protocol:
     plot = protocol.plot(results, out / "comparison.png")
     report = f"# {dataset}: {', '.join(models)}\n\n{table}\n" + (f"\n![comparison]({plot.name})\n" if plot else "")
     atomic_write_bytes(out / "report.md", report.encode())
-    atomic_write_bytes(out / "results.json", (json.dumps({"dataset": dataset, "table": rows}, indent=1) + "\n").encode())
+    write_json(out / "results.json", {"dataset": dataset, "table": rows})
     return table
 
 
@@ -132,19 +132,16 @@ def fddb_protocol(images: str | Path, folds: str | Path) -> Protocol:
 def plot_panels(panels: dict[str, dict[str, dict]], path: Path, xlabel: str, ylabel: str, title: str,
                 score: str = "AP", xlim: tuple | None = (0, 1)) -> Path | None:
     """One subplot per panel, one curve per model (entries: x in 'recall', y in 'precision', and 'ap')."""
-    from openmtcnn.evaluate.report import pyplot, save_figure
+    from openmtcnn.evaluate.report import plot_png
 
-    plt = pyplot()
-    if plt is None:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=110, squeeze=False)
-    for ax, (panel, curves) in zip(axes[0], panels.items()):
-        for model, c in curves.items():
-            ax.plot(c["recall"], c["precision"], lw=2, label=f"{model}  {score} {c['ap']:.3f}")
-        ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.01), title=f"{title}: {panel}")
-        if xlim:
-            ax.set_xlim(*xlim)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    def draw(*axes) -> None:
+        for ax, (panel, curves) in zip(axes, panels.items()):
+            for model, c in curves.items():
+                ax.plot(c["recall"], c["precision"], lw=2, label=f"{model}  {score} {c['ap']:.3f}")
+            ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.01), title=f"{title}: {panel}")
+            if xlim:
+                ax.set_xlim(*xlim)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower left", fontsize=8)
+
+    return plot_png(path, draw, panels=len(panels), size=(5 * len(panels), 4.5), dpi=110)

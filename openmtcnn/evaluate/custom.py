@@ -3,7 +3,7 @@
 Protocol, exactly:
 
 - Boxes are x1 y1 x2 y2 in pixels, width x2 - x1 (as the detector's); overlap is the plain
-  intersection over union (``openmtcnn.detect.boxes.iou_matrix``).
+  intersection over union (``openmtcnn.geometry.iou_matrix``).
 - Per image, detections are matched greedily in order of descending score (ties: the
   detector's order): each takes the still-unmatched face it overlaps most, if that overlap
   is >= ``iou``; each face is matched at most once. A matched detection is a true positive.
@@ -18,6 +18,8 @@ Protocol, exactly:
   point is the highest score threshold reaching the largest F1. TP/FP/FN, precision,
   recall and F1 are also given at one score threshold (default: every detection the
   detector returned, i.e. its own thresholds).
+- An image that cannot be read is listed under "failed": it adds no detections and its
+  faces count as missed (``openmtcnn.evaluate.loop``).
 
 Face detection is a heavily imbalanced problem: almost every window of an image is not a
 face, so there is no meaningful count of true negatives, and accuracy (or anything else
@@ -33,10 +35,11 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from openmtcnn.detect.boxes import iou_matrix
+from openmtcnn.geometry import iou_matrix
 from openmtcnn.detect.image import IMAGE_EXTS, image_files
 from openmtcnn.evaluate.ap import voc_ap
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.evaluate.loop import detect_all, failed_note, failed_report
+from openmtcnn.fileio import write_json
 
 BOX_FORMATS = ("xyxy", "xywh")
 
@@ -501,7 +504,8 @@ PROTOCOL = {
     "ap": "VOC all-point area under the PR curve of all detections, one point per distinct score",
     "counts": "TP/FP/FN at score_threshold (null: every detection the detector returned)",
     "why_not_accuracy": "face detection is heavily imbalanced: there is no meaningful true-negative count",
-    "unreadable_images": "reported and skipped; their faces are neither found nor missed",
+    "failed_images": "images that cannot be read are listed under failed: no detections, their faces count as "
+                     "missed (false negatives)",
 }
 
 
@@ -509,78 +513,49 @@ def run_custom(detector, dataset: Sequence[Sample | tuple], out_dir: str | os.Pa
                iou: float = 0.5, score_threshold: float | None = None, show_progress: bool = True,
                settings: dict | None = None, source: dict | None = None, per_image: bool = True) -> dict:
     """Detect on every image of the dataset, match and score; write results.json and pr_curve.png to out_dir."""
-    from openmtcnn.detect.image import to_rgb
-    from openmtcnn.progress import progress
-
     samples = [as_sample(s, i) for i, s in enumerate(dataset)]
     if not samples:
         raise ValueError("the dataset has no images")
-    preds, gts, ignores, names, unreadable = [], [], [], [], []
-    for s in progress(samples, desc="custom", enable=show_progress):
-        try:
-            image = to_rgb(s.image)
-        except (OSError, ValueError, TypeError) as e:
-            unreadable.append({"image": s.name, "error": str(e)})
-            continue
-        d = detector.detect(image)
-        preds.append((d.boxes, d.scores))
-        gts.append(s.boxes)
-        ignores.append(s.ignore)
-        names.append(s.name)
-    metrics = detection_metrics(preds, gts, iou, ignores, score_threshold)
-    for name, row in zip(names, metrics["per_image"]):
-        row["image"] = name
+    none = (np.zeros((0, 4)), np.zeros(0))  # a failed image's detections
+    outcomes = list(detect_all(detector.detect, samples, lambda s: s.image, "custom", show_progress))
+    preds = [none if o.found is None else (o.found.boxes, o.found.scores) for o in outcomes]
+    metrics = detection_metrics(preds, [s.boxes for s in samples], iou, [s.ignore for s in samples], score_threshold)
+    for s, row in zip(samples, metrics["per_image"]):
+        row["image"] = s.name
     if not per_image:
         del metrics["per_image"]
-    results = {"source": source or {}, "settings": settings or {}, "protocol": PROTOCOL,
-               "images_total": len(samples), "unreadable_images": unreadable, **metrics}
+    failed = failed_report([o for o in outcomes if o.found is None], lambda s: s.name)
+    results = {"source": source or {}, "settings": settings or {}, "protocol": PROTOCOL, "failed": failed, **metrics}
     if out_dir is not None:
         save_custom(results, out_dir)
     return results
 
 
-def _json_num(v):
-    """NaN -> None and NumPy scalars -> Python numbers, recursively, so the JSON is strict."""
-    if isinstance(v, dict):
-        return {k: _json_num(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_num(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        return None if not math.isfinite(v) else round(float(v), 6)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
 def plot_pr(results: dict, path: str | os.PathLike, title: str = "Precision-recall") -> Path | None:
     """The PR curve with the best-F1 point and the counted operating point; None without matplotlib."""
-    from openmtcnn.evaluate.report import pyplot, save_figure
+    from openmtcnn.evaluate.report import plot_png
 
-    plt = pyplot()
-    if plt is None:
-        return None
-    c, b = results["curve"], results["best_f1"]
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    ap = results["ap"]
-    ax.plot(c["recall"], c["precision"], lw=2, label=f"AP {ap:.4f}" if ap == ap else "AP n/a")
-    if b["threshold"] is not None:
-        ax.plot([b["recall"]], [b["precision"]], "o", label=f"best F1 {b['f1']:.3f} at score {b['threshold']:.3f}")
-    if results["precision"] == results["precision"] and results["recall"] == results["recall"]:
-        t = results["score_threshold"]
-        ax.plot([results["recall"]], [results["precision"]], "s",
-                label=f"F1 {results['f1']:.3f} at " + ("all detections" if t is None else f"score >= {t:g}"))
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    c, b, ap = results["curve"], results["best_f1"], results["ap"]
+
+    def draw(ax) -> None:
+        ax.plot(c["recall"], c["precision"], lw=2, label=f"AP {ap:.4f}" if ap == ap else "AP n/a")
+        if b["threshold"] is not None:
+            ax.plot([b["recall"]], [b["precision"]], "o", label=f"best F1 {b['f1']:.3f} at score {b['threshold']:.3f}")
+        if results["precision"] == results["precision"] and results["recall"] == results["recall"]:
+            t = results["score_threshold"]
+            ax.plot([results["recall"]], [results["precision"]], "s",
+                    label=f"F1 {results['f1']:.3f} at " + ("all detections" if t is None else f"score >= {t:g}"))
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
+
+    return plot_png(path, draw)
 
 
 def save_custom(results: dict, out_dir: str | os.PathLike) -> Path:
     """Write results.json (NaN as null) and pr_curve.png (when matplotlib is installed); return the JSON path."""
     out = Path(out_dir)
-    path = atomic_write_bytes(out / "results.json",
-                              (json.dumps(_json_num(results), indent=1, allow_nan=False) + "\n").encode())
+    path = write_json(out / "results.json", results, digits=6)
     plot_pr(results, out / "pr_curve.png",
             f"{results['images']} images, {results['faces']} faces, IoU >= {results['iou']:g}")
     return path
@@ -593,4 +568,5 @@ def summary(results: dict) -> str:
     best = "n/a" if b["threshold"] is None else f"{b['f1']:.4f} at score {b['threshold']:.4f}"
     return (f"AP {f(results['ap'])}  precision {f(results['precision'])}  recall {f(results['recall'])}  "
             f"F1 {f(results['f1'])}  (TP {results['tp']}  FP {results['fp']}  FN {results['fn']}; "
-            f"{results['images']} images, {results['faces']} faces, IoU >= {results['iou']:g})  best F1 {best}")
+            f"{results['images']} images{failed_note(results)}, {results['faces']} faces, "
+            f"IoU >= {results['iou']:g})  best F1 {best}")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from openmtcnn.detect.boxes import iou_matrix
+from openmtcnn.geometry import iou_matrix
 
-STAGES = ("pnet", "rnet", "onet", "final")
+STAGES = ("pnet", "rnet", "onet", "final")  # MTCNN.run's stages; a trace holds each one's boxes
 OUTCOMES = ("never proposed by P-Net", "rejected by R-Net", "rejected by O-Net", "removed by final NMS", "found")
 SIZE_EDGES = (0, 10, 20, 40, 80, 160, np.inf)  # face height in pixels
 

@@ -30,7 +30,6 @@ boundary pixels (identical for rectangles with integer corners).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -39,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.fileio import atomic_write_bytes, write_json
 
 FP_TARGETS = (500, 1000, 2000)
 PROTOCOL = ("FDDB: IoU of pixel masks; one-to-one Hungarian matching maximising total IoU, redone at each "
@@ -324,31 +323,30 @@ def evaluate(annotations: dict[str, np.ndarray], detections: dict[str, np.ndarra
 
 def plot_roc(curves: dict, path: Path, title: str) -> Path | None:
     """Discrete and continuous ROC in one PNG (needs matplotlib; skipped without it)."""
-    from openmtcnn.evaluate.report import pyplot, save_figure
+    from openmtcnn.evaluate.report import plot_png
 
-    plt = pyplot()
-    if plt is None:
-        return None
     fp = np.asarray(curves["fp"])
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    for kind in ("discrete", "continuous"):
-        ax.plot(np.r_[0, fp], np.r_[0, curves[f"tpr_{kind}"]], lw=2, label=kind)
-    right = max(1, min(int(fp.max()) if fp.size else 1, 2000))
-    ax.set(xlabel="false positives", ylabel="true positive rate", xlim=(0, right), ylim=(0, 1.01), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return save_figure(fig, path)
+
+    def draw(ax) -> None:
+        for kind in ("discrete", "continuous"):
+            ax.plot(np.r_[0, fp], np.r_[0, curves[f"tpr_{kind}"]], lw=2, label=kind)
+        right = max(1, min(int(fp.max()) if fp.size else 1, 2000))
+        ax.set(xlabel="false positives", ylabel="true positive rate", xlim=(0, right), ylim=(0, 1.01), title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+
+    return plot_png(path, draw)
 
 
 def summary(results: dict, out_dir: str | os.PathLike) -> str:
     """One line: discrete and continuous TPR at 1000 false positives, where the files went."""
+    from openmtcnn.evaluate.loop import failed_note
+
     t = results["tpr_at_fp"]
     note = "" if t["discrete"]["1000"]["reached"] else " (never reaches 1000 FP: last point)"
-    failed = f", {len(results['failed'])} images failed" if results["failed"] else ""
     return (f"TPR at 1000 FP: discrete {t['discrete']['1000']['tpr']:.4f}  continuous "
             f"{t['continuous']['1000']['tpr']:.4f}{note}  ({results['images']} images, {results['faces']} faces"
-            f"{failed}) -> {out_dir}/results.json, {out_dir}/roc.png")
+            f"{failed_note(results)}) -> {out_dir}/results.json, {out_dir}/roc.png")
 
 
 def run_fddb(detector, images_dir: str | os.PathLike, folds_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -360,8 +358,7 @@ def run_fddb(detector, images_dir: str | os.PathLike, folds_dir: str | os.PathLi
     no detections and its faces count as missed (what the official tool would report
     on the same files); the run goes on.
     """
-    from openmtcnn.detect.image import to_rgb
-    from openmtcnn.progress import progress
+    from openmtcnn.evaluate.loop import detect_all, failed_report
 
     images_dir, out = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
@@ -370,15 +367,12 @@ def run_fddb(detector, images_dir: str | os.PathLike, folds_dir: str | os.PathLi
     fit = EllipseFit() if ellipse_fit is True else ellipse_fit or None
     annotations = {name: ell for faces in folds.values() for name, ell in faces.items()}
     detections, sizes, failed = {}, {}, []
-    for name in progress(list(annotations), desc="fddb", enable=show_progress):
-        try:
-            image = to_rgb(images_dir / f"{name}.jpg")
-            d = detector.detect(image)
-        except (OSError, ValueError, TypeError) as e:
-            failed.append({"name": name, "error": str(e)})
+    for o in detect_all(detector.detect, list(annotations), lambda n: images_dir / f"{n}.jpg", "fddb", show_progress):
+        if o.found is None:
+            failed.append(o)
             continue
-        sizes[name] = image.shape[:2]
-        detections[name] = boxes_to_rows(d.boxes, d.scores)
+        sizes[o.item] = o.size
+        detections[o.item] = boxes_to_rows(o.found.boxes, o.found.scores)
     for fold, faces in folds.items():
         write_detections(out / f"fold-{fold:02d}-out.txt", list(faces), detections)
         if fit:
@@ -387,10 +381,10 @@ def run_fddb(detector, images_dir: str | os.PathLike, folds_dir: str | os.PathLi
     scores = evaluate(annotations, detections, sizes, fit or False)
     results = {"tpr_at_fp": scores["tpr_at_fp"], "images": scores["images"], "faces": scores["faces"],
                "folds": list(folds), "detections": int(sum(len(v) for v in detections.values())),
-               "failed": failed, "faces_in_failed_images": int(sum(len(annotations[f["name"]]) for f in failed)),
+               "failed": failed_report(failed), "faces_in_failed_images": sum(len(annotations[o.item]) for o in failed),
                "ellipse_fit": fit._asdict() if fit else None, "settings": settings or {},
                "protocol": PROTOCOL, "curves": scores["curves"]}
-    atomic_write_bytes(out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
+    write_json(out / "results.json", results)
     plot_roc(results["curves"], out / "roc.png",
              f"FDDB folds {', '.join(map(str, folds))} ({results['images']} images)")
     return results

@@ -6,16 +6,16 @@ order LEFT RIGHT TOP BOTTOM), or plain ``path x1 y1 ... x5 y5``; points in KEYPO
 
 Protocol: a face's error is the mean over its five points of the Euclidean error divided by
 the inter-ocular distance (between the two annotated eye centres). Each annotated face is
-matched to one detection (see ``match_faces``); a face with no match is a miss. Mean NME,
-per-point NME, failure rate and CED/AUC are over matched faces; the "incl. misses" figures
-count every miss as a failure. Error arrays use ``inf`` for a missed face.
+matched to one detection (see ``match_faces``); a face with no match is a miss, as is every
+face of an image that cannot be read (listed under "failed"). Mean NME, per-point NME,
+failure rate and CED/AUC are over matched faces; the "incl. misses" figures count every
+miss as a failure. Error arrays use ``inf`` for a missed face.
 
 The metric functions take NumPy arrays and return numbers; only ``run_landmarks`` needs a
 detector (anything with ``.detect(rgb_image) -> Detections``).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from openmtcnn.detect.boxes import iou_matrix
+from openmtcnn.geometry import iou_matrix
 from openmtcnn.detect.cascade import KEYPOINTS
+from openmtcnn.evaluate.loop import detect_all, failed_note, failed_report
 
 FORMATS = {"cnn": 15, "plain": 11}  # fields per line
 MIN_IOU = 0.3
@@ -216,15 +217,6 @@ def match_faces(points: np.ndarray, det_boxes: np.ndarray, det_landmarks: np.nda
 
 # ---- running a detector --------------------------------------------------------------------------
 
-def _json_num(v):
-    """Floats rounded for JSON; NaN -> null."""
-    if isinstance(v, dict):
-        return {k: _json_num(x) for k, x in v.items()}
-    if isinstance(v, float):
-        return None if not math.isfinite(v) else round(v, 6)
-    return v
-
-
 def protocol(fmt: str, threshold: float, max_error: float) -> dict:
     """How the figures were computed, written next to them."""
     match = (f"annotated box (left right top bottom -> x1 y1 x2 y2) vs detection box, highest IoU >= {MIN_IOU}"
@@ -239,7 +231,7 @@ def protocol(fmt: str, threshold: float, max_error: float) -> dict:
             "failure_rate": f"fraction of faces with NME > {threshold}",
             "failure_rate_incl_misses": "as failure_rate with every missed face counted as a failure",
             "auc": f"area under the CED (fraction of faces with NME <= x) for x in [0, {max_error}], / {max_error}",
-            "unreadable images": "reported and skipped; their faces are neither matched nor missed"}
+            "failed images": "images that cannot be read are listed under failed; their faces count as missed"}
 
 
 def run_landmarks(detector, list_file: str | os.PathLike, images_dir: str | os.PathLike,
@@ -247,9 +239,6 @@ def run_landmarks(detector, list_file: str | os.PathLike, images_dir: str | os.P
                   settings: dict | None = None, threshold: float = FAILURE_THRESHOLD,
                   max_error: float = CED_MAX_ERROR) -> dict:
     """Detect on every listed image, match faces, score landmarks; write results.json and ced.png to out_dir."""
-    from openmtcnn.detect.image import to_rgb
-    from openmtcnn.progress import progress
-
     faces = read_landmark_list(list_file, fmt)
     root = Path(images_dir)
     if not root.is_dir():
@@ -259,27 +248,24 @@ def run_landmarks(detector, list_file: str | os.PathLike, images_dir: str | os.P
         groups.setdefault(p, []).append(i)
     n = len(faces.paths)
     pred = np.zeros((n, 5, 2))
-    matched, evaluated, unreadable = np.zeros(n, bool), np.zeros(n, bool), []
-    for path, idx in progress(groups.items(), desc="landmarks", total=len(groups), enable=show_progress):
-        try:
-            image = to_rgb(root / path)
-        except (OSError, ValueError) as e:
-            unreadable.append({"path": path, "error": str(e)})
+    matched, evaluated, failed = np.zeros(n, bool), np.zeros(n, bool), []
+    for o in detect_all(detector.detect, list(groups), lambda p: root / p, "landmarks", show_progress):
+        if o.found is None:  # its faces stay unmatched: missed
+            failed.append(o)
             continue
-        idx = np.array(idx)
-        d = detector.detect(image)
+        idx, d = np.array(groups[o.item]), o.found
         m = match_faces(faces.points[idx], d.boxes, d.landmarks, None if faces.boxes is None else faces.boxes[idx])
         pred[idx[m >= 0]] = np.asarray(d.landmarks, np.float64)[m[m >= 0]]
         matched[idx[m >= 0]], evaluated[idx] = True, True
     per_point = point_errors(pred[matched], faces.points[matched])
-    missed = evaluated & ~matched
+    missed = ~matched
     per_face = np.full(n, np.nan)
     per_face[matched] = per_point.mean(axis=1)
     results = {"list": str(list_file), "images_dir": str(root), "format": faces.fmt,
                "protocol": protocol(faces.fmt, threshold, max_error), "settings": settings or {},
                "faces": n, "images": len(groups), "faces_evaluated": int(evaluated.sum()),
                **summarise(per_point, int(missed.sum()), threshold, max_error),
-               "unreadable_images": unreadable,
+               "failed": failed_report(failed),
                "missed_faces": [{"path": faces.paths[i], "line": int(faces.lines[i])} for i in np.nonzero(missed)[0]],
                "nme_per_face": [None if np.isnan(v) else round(float(v), 6) for v in per_face]}
     if out_dir is not None:
@@ -300,17 +286,16 @@ def summary(results: dict) -> str:
     return (f"NME {pct(results['mean_nme'])}  FR@{t} {pct(results['failure_rate'])}  "
             f"FR@{t} incl. misses {pct(results['failure_rate_incl_misses'])}  "
             f"AUC@{results['ced_max_error']} {results['auc']:.4f}  ({results['matched']} matched, "
-            f"{results['missed']} missed of {results['faces']} faces, {len(results['unreadable_images'])} "
-            f"unreadable images)")
+            f"{results['missed']} missed of {results['faces']} faces, {results['images']} images"
+            f"{failed_note(results)})")
 
 
 def save_landmarks(results: dict, out_dir: str | os.PathLike) -> Path:
     """Write results.json (NaN as null) and ced.png (when matplotlib is installed); return the JSON path."""
-    from openmtcnn.fileio import atomic_write_bytes
+    from openmtcnn.fileio import write_json
 
     out = Path(out_dir)
-    path = atomic_write_bytes(out / "results.json",
-                              (json.dumps(_json_num(results), indent=1, allow_nan=False) + "\n").encode())
+    path = write_json(out / "results.json", results, digits=6)
     curves = {f"matched faces ({results['matched']})": ced_errors(results)[:results["matched"]]}
     if results["missed"]:
         curves[f"incl. {results['missed']} missed"] = ced_errors(results)
@@ -322,26 +307,22 @@ def save_landmarks(results: dict, out_dir: str | os.PathLike) -> Path:
 def compare_ced(curves: dict[str, np.ndarray], path: str | os.PathLike, max_error: float = CED_MAX_ERROR,
                 threshold: float = FAILURE_THRESHOLD, title: str = "Cumulative error distribution") -> Path | None:
     """Several CED curves (per-face errors, inf = missed) in one PNG; None when matplotlib is missing."""
-    from openmtcnn.evaluate.report import pyplot, save_figure
+    from openmtcnn.evaluate.report import plot_png
 
-    plt = pyplot()
-    if plt is None:
-        return None
-    from matplotlib.ticker import FuncFormatter
+    def draw(ax) -> None:
+        from matplotlib.ticker import FuncFormatter
 
+        for name, errors in curves.items():
+            x, y = ced(errors, max_error, steps=1001)
+            label = (f"{name}  NME {100 * mean_nme(errors):.2f}%  FR {100 * failure_rate(errors, threshold):.1f}%"
+                     if len(np.ravel(errors)) else f"{name}  (no faces)")
+            ax.plot(x, y, lw=2, label=label)
+        ax.axvline(threshold, color="grey", ls=":", lw=1)
+        ax.set_xticks(np.linspace(0, max_error, 11))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
+        ax.set(xlabel="NME (% of inter-ocular distance)", ylabel="fraction of faces", xlim=(0, max_error),
+               ylim=(0, 1.01), title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
 
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    for name, errors in curves.items():
-        x, y = ced(errors, max_error, steps=1001)
-        label = (f"{name}  NME {100 * mean_nme(errors):.2f}%  FR {100 * failure_rate(errors, threshold):.1f}%"
-                 if len(np.ravel(errors)) else f"{name}  (no faces)")
-        ax.plot(x, y, lw=2, label=label)
-    ax.axvline(threshold, color="grey", ls=":", lw=1)
-    ax.set_xticks(np.linspace(0, max_error, 11))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.4g}%"))
-    ax.set(xlabel="NME (% of inter-ocular distance)", ylabel="fraction of faces", xlim=(0, max_error),
-           ylim=(0, 1.01), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return plot_png(path, draw)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
+from typing import Callable
 
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.fileio import atomic_write_bytes, write_json
 
 
 def pyplot():
@@ -29,26 +29,40 @@ def save_figure(fig, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
-    """Precision-recall curves, one per entry (needs matplotlib; skipped without it)."""
+def plot_png(path: str | Path, draw: Callable[..., None], panels: int = 1, size: tuple[float, float] = (6, 5),
+             dpi: int = 120) -> Path | None:
+    """Make a figure of ``panels`` side-by-side axes, let ``draw(*axes)`` fill them, save it as PNG atomically.
+
+    The part every evaluation plot shares; None (and no file) when matplotlib is not installed.
+    """
     plt = pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    for name, c in curves.items():
-        ax.plot(c["recall"], c["precision"], lw=2, label=f"{name}  AP {c['ap']:.3f}")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    fig, axes = plt.subplots(1, panels, figsize=size, dpi=dpi, squeeze=False)
+    draw(*axes[0])
     fig.tight_layout()
     return save_figure(fig, path)
 
 
+def plot_pr(curves: dict[str, dict], path: Path, title: str) -> Path | None:
+    """Precision-recall curves, one per entry (needs matplotlib; skipped without it)."""
+    def draw(ax) -> None:
+        for name, c in curves.items():
+            ax.plot(c["recall"], c["precision"], lw=2, label=f"{name}  AP {c['ap']:.3f}")
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
+
+    return plot_png(path, draw)
+
+
 def save_widerface(results: dict, settings: dict, out_dir: str | Path) -> str:
     """Write results.json and pr_curve.png; return a one-line summary."""
+    from openmtcnn.evaluate.loop import failed_note
+
     out = Path(out_dir)
     summary = {s: round(results[s]["ap"], 4) for s in ("easy", "medium", "hard")}
-    payload = {"ap": summary, "images": results["images"], "settings": settings,
+    payload = {"ap": summary, "images": results["images"], "failed": results["failed"], "settings": settings,
                "curves": {s: {k: results[s][k] for k in ("precision", "recall", "faces")}
                           for s in ("easy", "medium", "hard")}}
     summary_lines = []
@@ -59,8 +73,9 @@ def save_widerface(results: dict, settings: dict, out_dir: str | Path) -> str:
         table = markdown(results["stages"])
         atomic_write_bytes(out / "stages.md", (table + "\n").encode())
         summary_lines = ["", "where the faces of the hard setting are lost:", table]
-    atomic_write_bytes(out / "results.json", (json.dumps(payload, indent=1) + "\n").encode())
+    write_json(out / "results.json", payload)
     plot_pr({s: results[s] for s in ("easy", "medium", "hard")}, out / "pr_curve.png",
             f"WIDER FACE val ({results['images']} images)")
     return "\n".join([f"AP easy {summary['easy']:.4f}  medium {summary['medium']:.4f}  hard {summary['hard']:.4f}"
-                      f"  ({results['images']} images) -> {out}/results.json, {out}/pr_curve.png", *summary_lines])
+                      f"  ({results['images']} images{failed_note(results)}) -> {out}/results.json, "
+                      f"{out}/pr_curve.png", *summary_lines])

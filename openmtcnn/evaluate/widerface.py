@@ -145,31 +145,41 @@ def run_widerface(detector, images_dir: str | os.PathLike, gt_dir: str | os.Path
     """Detect on every image, write official prediction files, and score easy/medium/hard.
 
     With ``stages``, also count for each face of the hard setting (which holds the easy and
-    medium ones) the cascade stage where it was lost, per face size.
+    medium ones) the cascade stage where it was lost, per face size. An image that cannot be
+    read is listed under "failed", gets an empty prediction file and its faces count as missed.
     """
     from openmtcnn.evaluate import diagnose
-    from openmtcnn.progress import progress
+    from openmtcnn.evaluate.loop import detect_all, failed_report
 
     images_dir = Path(images_dir)
     gt = load_ground_truth(gt_dir)
     keys = [k for k in list_images(images_dir) if k in gt]
     if not keys:
         raise ValueError(f"no image under {images_dir} is in the WIDER FACE val ground truth")
-    preds, outcomes, heights = {}, [], []
-    for key in progress(keys, desc="widerface", enable=show_progress):
-        if stages:
-            detector.traces = []
-        d = detector.detect(images_dir / f"{key}.jpg")
-        preds[key] = to_rows(d.boxes, d.scores)
-        if stages:
-            faces = gt[key]["boxes"][gt[key]["hard"]]
-            outcomes.append(diagnose.lost_at(detector.traces[0], np.hstack([faces[:, :2], faces[:, :2] + faces[:, 2:]])))
-            heights.append(faces[:, 3])
-            detector.traces = None
+
+    def detect(image: np.ndarray) -> tuple:
+        trace: dict[str, np.ndarray] = {}  # every stage's boxes, heard from the cascade
+        keep = lambda stage, index, candidates, seconds: trace.__setitem__(stage, candidates.boxes)  # noqa: E731
+        return detector.run(image, observer=keep if stages else None), trace
+
+    preds, outcomes, heights, failed = {}, [np.zeros(0, np.int64)], [np.zeros(0)], []
+    for o in detect_all(detect, keys, lambda k: images_dir / f"{k}.jpg", "widerface", show_progress):
+        key = o.item
+        if o.found is None:  # no detections: its faces count as missed (and stay out of the stage table)
+            failed.append(o)
+            preds[key] = np.zeros((0, 5))
+        else:
+            d, trace = o.found
+            preds[key] = to_rows(d.boxes, d.scores)
+            if stages:
+                faces = gt[key]["boxes"][gt[key]["hard"]]
+                outcomes.append(diagnose.lost_at(trace, np.hstack([faces[:, :2], faces[:, :2] + faces[:, 2:]])))
+                heights.append(faces[:, 3])
         if out_dir is not None:
             write_prediction(Path(out_dir) / "predictions", key, preds[key])
     results = evaluate(preds, gt)
     results["images"] = len(keys)
+    results["failed"] = failed_report(failed)
     if stages:
         results["stages"] = diagnose.stage_table(np.concatenate(outcomes), np.concatenate(heights))
     return results

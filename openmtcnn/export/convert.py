@@ -62,7 +62,7 @@ def convert_published(src: str | Path, out: str | Path) -> Path:
     """Write the published weight set (npz + ONNX + manifest) from the authors' npy folder."""
     import torch
 
-    from openmtcnn.export.onnx import to_onnx_bytes
+    from openmtcnn.weights.onnx import to_onnx_bytes
     from openmtcnn.models import create_model
     from openmtcnn.weights import save_weight_set
 

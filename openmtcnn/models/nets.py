@@ -120,7 +120,7 @@ class Inference(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits, *rest = self.net(image)
-        if logits.shape[1] == 1:  # one logit l1 - l0 (export.onnx.one_face_logit): softmax(l)[1] = sigmoid(l1 - l0)
+        if logits.shape[1] == 1:  # one logit l1 - l0 (weights.onnx.one_face_logit): softmax(l)[1] = sigmoid(l1 - l0)
             return (torch.sigmoid(logits[:, 0]), *rest)
         return (torch.softmax(logits, dim=1)[:, 1], *rest)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-STAGES = ("pnet", "rnet", "onet")
-INPUT_SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
+from openmtcnn.geometry import INPUT_SIZES, STAGES  # noqa: F401  (the stages every variant serves)
 
 
 @dataclass(frozen=True)

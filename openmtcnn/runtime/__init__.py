@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 
 from openmtcnn import weights as store
+from openmtcnn.geometry import PNET_STRIDE, PNET_WINDOW
 
 BACKENDS = ("auto", "onnx", "opencv", "torch")
 Net = Callable[[np.ndarray], tuple]
@@ -18,7 +19,6 @@ CPU_CHUNKS = {"rnet": 64, "onet": 32}
 # 23.1 ms, 817x460 13.6 -> 11.3 ms; levels under twice this size gain nothing and run whole.
 # The cascade also resizes each strip on its own and deals strips to its workers.
 PNET_STRIP = 32768
-PNET_WINDOW, PNET_STRIDE = 12, 2  # every P-Net variant: one output per 12 x 12 window, stride 2
 
 
 def pnet_strips(height: int, width: int, cells: int) -> list[tuple[int, int, int]]:
@@ -132,12 +132,14 @@ def runs_concurrently(backend: str = "auto", device: str | None = "auto", weight
 
 def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int | None = None,
               device: str | None = "auto") -> Nets:
-    """The three nets of a weight set, on the engine ``choose_engine`` picks.
+    """The three nets of a weight set, on the engine ``choose_engine`` picks; a damaged, swapped or
+    inconsistent file of the set is a ``weights.WeightsError`` naming it.
 
     On the CPU "auto" runs all three on ONNX Runtime (the fastest engine measured for the
-    exported graphs, see ``export.onnx.for_runtime``). Int8 weight sets (manifest
+    exported graphs, see ``weights.onnx.for_runtime``). Int8 weight sets (manifest
     ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
     """
+    store.check_weight_set(weights)
     engine, where = choose_engine(backend, device, weights)
     if engine != "onnx" and store.manifest(weights).get("int8"):
         raise ValueError(f"weights {str(weights)!r} are int8 ONNX (QDQ), which only ONNX Runtime runs: use "
@@ -152,8 +154,8 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
         path = store.onnx_path(weights, stage)
         if engine == "opencv":
             from openmtcnn.runtime.opencv import CvNet
-            nets[stage] = CvNet(path)
+            nets[stage] = CvNet(path, stage)
         else:
             from openmtcnn.runtime.onnx import OrtNet
-            nets[stage] = OrtNet(path, threads=threads, device=where)
+            nets[stage] = OrtNet(path, threads=threads, device=where, stage=stage)
     return Nets(nets, {s: engine for s in store.STAGES}, chunks, strips)

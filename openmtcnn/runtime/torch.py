@@ -12,9 +12,18 @@ from openmtcnn.models.registry import create_model, model_overrides
 def load_net(weights: str, stage: str) -> torch.nn.Module:
     """Build a stage's registered variant and fill it from the weight set's npz."""
     info = store.manifest(weights)
-    net = create_model(info["models"][stage], **model_overrides(info.get("model_kwargs", {}).get(stage)))
+    try:
+        net = create_model(info["models"][stage], **model_overrides(info.get("model_kwargs", {}).get(stage)))
+    except (KeyError, TypeError) as e:
+        raise store.WeightsError(f"{store.weights_dir(weights) / 'manifest.json'}: no usable model for {stage} "
+                                 f"under \"models\" ({e!r}); restore the weight set's manifest") from None
     state = {k: torch.from_numpy(v) for k, v in store.load_state(weights, stage).items()}
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped parameters
+        raise store.WeightsError(f"{store.params_dir(weights) / 'torch.npz'}: its {stage} parameters do not fit "
+                                 f"model {info['models'][stage]!r} ({str(e).splitlines()[0]}); restore the weight "
+                                 "set, or export it again") from None
     return Inference(net).eval()
 
 

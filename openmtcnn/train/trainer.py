@@ -282,14 +282,3 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
             if world > 1:
                 torch.distributed.barrier()
     return {"history": history, "best_val_loss": best, "out": str(out)}
-
-
-def load_trained(checkpoint: str | Path, device: str = "cpu", prepare: Hook | None = None) -> torch.nn.Module:
-    """The net of a checkpoint (pickle-free load), in eval mode; ``prepare`` as in ``train``."""
-    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
-    config = ckpt["config"]
-    net = create_model(config["model"], **model_overrides(config.get("model_kwargs")))
-    net = prepare(net) if prepare else net
-    net.load_state_dict(ckpt["model"])
-    return net.eval()
-

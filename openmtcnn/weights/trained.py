@@ -1,12 +1,28 @@
-"""Trained checkpoints -> a weight set (ONNX + npz + manifest), by the published weights' code path."""
+"""Trained checkpoints -> nets and weight sets (ONNX + npz + manifest), by the published weights' code path.
+
+Needs torch: nothing on the detection path imports this module.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from openmtcnn import weights as store
-from openmtcnn.export.onnx import to_onnx_bytes
-from openmtcnn.models.registry import overrides_json
-from openmtcnn.train.trainer import load_trained
+from openmtcnn.models.registry import create_model, model_overrides, overrides_json
+from openmtcnn.weights.onnx import to_onnx_bytes
+
+
+def load_trained(checkpoint: str | Path, device: str = "cpu",
+                 prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> torch.nn.Module:
+    """The net of a checkpoint (pickle-free load), in eval mode; ``prepare`` as in ``train.trainer.train``."""
+    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    config = ckpt["config"]
+    net = create_model(config["model"], **model_overrides(config.get("model_kwargs")))
+    net = prepare(net) if prepare else net
+    net.load_state_dict(ckpt["model"])
+    return net.eval()
 
 
 def export_trained(checkpoints: dict[str, str | Path], out: str | Path, base: str = store.DEFAULT,

@@ -1,4 +1,7 @@
-"""Export a torch net to ONNX: one code path for published, trained and compressed weights."""
+"""Export a torch net to ONNX: one code path for published, trained and compressed weights.
+
+Needs torch: nothing on the detection path imports this module.
+"""
 from __future__ import annotations
 
 import copy
