@@ -45,7 +45,7 @@ RECIPE = [
     "data onet --random --wider {W} --out {R}/random --seed 1",
     "train onet --data {R}/samples/48 {R}/random/48 --out {R}/onet --epochs 14 --steps 400 --threads 2 --mix 3 2 1 2",
     "export trained {R} --out {R}/weights",
-    "data onet --weights {R}/weights --wider {W} --landmarks {L} --landmark-frame wider --out {R}/lmk",
+    "data onet --landmarks-only --wider {W} --landmarks {L} --landmark-frame wider --out {R}/lmk",
     "train onet --data {R}/lmk/48 --init {R}/onet/best.pt --train-only heads.landmarks --mix 0 0 0 1 "
     "--out {R}/onet_lmkhead --epochs 6 --steps 400 --threads 2",
     "export trained {R} --use onet={R}/onet_lmkhead/best.pt --out {R}/weights_final",

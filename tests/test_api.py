@@ -181,6 +181,28 @@ def test_input_is_not_modified(detector, astronaut):
     np.testing.assert_array_equal(astronaut, before)
 
 
+def test_rescore_on_pnet_proposals_is_detect(detector, astronaut):
+    """R-Net, O-Net and the final NMS on P-Net's own proposals: the whole cascade, bit for bit."""
+    proposals = detector.run(astronaut, until="pnet")
+    assert_same(detector.rescore(astronaut, proposals.boxes), detector.detect(astronaut))
+
+
+def test_rescore_finds_the_face_near_a_shifted_box(detector, astronaut, astronaut_face):
+    d = detector.rescore(astronaut, (astronaut_face + [10, -8, 10, -8])[None])
+    assert_valid(d, *astronaut.shape[:2])
+    assert len(d.boxes) == 1 and d.scores[0] > 0.9
+    assert box_iou(d.boxes[0], astronaut_face) > 0.7
+
+
+def test_rescore_without_boxes_or_with_bad_ones(detector, astronaut):
+    assert_empty(detector.rescore(astronaut, np.zeros((0, 4))))
+    assert_empty(detector.rescore(astronaut, [[0, 0, 30, 30]]))  # sky: R-Net turns it down
+    with pytest.raises(ValueError, match="N x 4"):
+        detector.rescore(astronaut, [[0, 0, 30]])
+    with pytest.raises(ValueError, match="finite"):
+        detector.rescore(astronaut, [[0, 0, np.nan, 30]])
+
+
 # ---- every kind of input gives the same result for the same picture ----------------------------
 
 def test_paths_bytes_and_pil_match_the_array(detector, astronaut, astronaut_path, astronaut_detections, tmp_path):

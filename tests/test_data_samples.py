@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -368,15 +369,18 @@ def test_sample_set_reader(wider, facepoint, tmp_path):
 def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
     txt, images, _ = wider
     pictures = read_wider(txt, images)
-    in_order = iter(pictures)  # the proposer is called once a picture, in order
+    in_order = iter(pictures)  # the proposer is called once a shard with its pictures, in order
 
-    def propose(rgb: np.ndarray) -> np.ndarray:
-        """Jittered copies of the faces in this picture, plus a grid of background boxes."""
-        key = next(in_order)
-        near = jittered_squares(np.random.default_rng(0), key.boxes, 10) if len(key.boxes) else np.zeros((0, 4))
-        g = np.arange(0, 180, 20.0)
-        grid = np.array([[x, y, x + 25, y + 25] for x in g for y in g])
-        return np.vstack([near, grid])
+    def propose(rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """Jittered copies of the faces in each picture, plus a grid of background boxes."""
+        out = []
+        for _ in rgbs:
+            key = next(in_order)
+            near = jittered_squares(np.random.default_rng(0), key.boxes, 10) if len(key.boxes) else np.zeros((0, 4))
+            g = np.arange(0, 180, 20.0)
+            grid = np.array([[x, y, x + 25, y + 25] for x in g for y in g])
+            out.append(np.vstack([near, grid]))
+        return out
 
     cfg = SampleConfig(size=24, neg_ratio=2.0, images_per_shard=1, workers=1, verbose=False)
     summary = generate_hard(pictures, propose, tmp_path, cfg, tag="fake", facepoint_list=facepoint[0],
@@ -387,6 +391,13 @@ def test_generate_hard_with_a_fake_proposer(wider, facepoint, tmp_path):
         c = entry["counts"]
         assert c["negative"] <= math.ceil(2.0 * max(c["positive"], 1))
     assert SampleSet(tmp_path / "24").counts() == summary["counts"]
+    # landmark samples alone (crops of no WIDER face): the very ones the mined set holds, without mining
+    only = generate_random(txt, images, *facepoint, tmp_path / "only", replace(cfg, negatives=0, near=0, attempts=0))
+    assert only["counts"]["landmark"] == summary["counts"]["landmark"] and only["total"] == only["counts"]["landmark"]
+    mined, alone = shard_arrays(tmp_path / "24"), shard_arrays(tmp_path / "only" / "24")
+    marks = mined["kind"] == LANDMARK
+    for f in FIELDS:
+        np.testing.assert_array_equal(alone[f], mined[f][marks])
     with pytest.raises(ValueError, match="neg_ratio must be > 0"):
         generate_hard(pictures, propose, tmp_path / "bad", SampleConfig(size=24, neg_ratio=0, verbose=False))
 
@@ -435,9 +446,9 @@ def test_extra_pictures_are_cropped_and_mined(wider, facepoint, tmp_path):
     assert min(crop_iou(t) for t in targets) >= 0.4 and len(moved) == 3
     called = []
 
-    def propose(rgb: np.ndarray) -> np.ndarray:
-        called.append(rgb.shape)
-        return np.array([[30.0, 10.0, 95.0, 105.0], [0.0, 0.0, 20.0, 20.0]])
+    def propose(rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        called.extend(rgb.shape for rgb in rgbs)
+        return [np.array([[30.0, 10.0, 95.0, 105.0], [0.0, 0.0, 20.0, 20.0]]) for _ in rgbs]
 
     txt, images, _ = wider
     cfg = SampleConfig(size=24, images_per_shard=1, limit=2, workers=1, verbose=False)

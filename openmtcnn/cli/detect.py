@@ -15,11 +15,12 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 WRITABLE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def collect(paths: list[str]) -> list[tuple[Path, Path]]:
+def collect(paths: list[str], keep_format: bool = False) -> list[tuple[Path, Path]]:
     """(file, output name under --out) for each input; folders are searched recursively.
 
     Output names keep a folder's structure below its own name, are always inside --out,
-    and never collide (a clash gets a numbered suffix).
+    and never collide (a clash gets a numbered suffix). ``keep_format``: every output keeps
+    its input's suffix; otherwise videos become .mp4 and images OpenCV cannot write .png.
     """
     from openmtcnn.detect.image import IMAGE_EXTS, image_files
 
@@ -34,7 +35,8 @@ def collect(paths: list[str]) -> list[tuple[Path, Path]]:
             pairs = [(p, Path(p.name))]
         for f, rel in pairs:
             suffix = f.suffix.lower()
-            rel = rel.with_suffix(".mp4" if suffix in VIDEO_EXTS else suffix if suffix in WRITABLE_EXTS else ".png")
+            if not keep_format:
+                rel = rel.with_suffix(".mp4" if suffix in VIDEO_EXTS else suffix if suffix in WRITABLE_EXTS else ".png")
             candidate, n = rel, 1
             while candidate in used:
                 candidate = rel.with_name(f"{rel.stem}_{n}{rel.suffix}")

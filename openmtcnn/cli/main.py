@@ -10,8 +10,10 @@ from functools import cached_property
 from openmtcnn.cli.errors import UsageError
 
 # The command modules under openmtcnn/cli/, in the order the help lists their commands; each has register(groups).
-COMMAND_MODULES = ("detect", "eval_widerface", "eval_landmarks", "eval_fddb", "eval_custom", "eval_compare", "bench",
-                   "export_trained", "export_c", "compress", "prune", "quantize", "train", "convert")
+COMMAND_MODULES = ("detect", "blur",
+                   "eval_widerface", "eval_landmarks", "eval_fddb", "eval_custom", "eval_compare", "bench",
+                   "export_trained", "export_c", "compress", "prune", "quantize", "train", "convert",
+                   "serve")
 
 
 @dataclass

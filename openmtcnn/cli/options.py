@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 
 
-def add_detector_args(p: argparse.ArgumentParser, threads: bool = True) -> None:
+def add_detector_args(p: argparse.ArgumentParser, threads: bool = True, min_face: float = 20,
+                      thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
     """Add the detector's options (--min-face, --thresholds, --weights, ...); ``threads=False`` leaves --threads out."""
-    p.add_argument("--min-face", type=float, default=20, help="smallest face to find, in pixels (default 20)")
+    p.add_argument("--min-face", type=float, default=min_face,
+                   help=f"smallest face to find, in pixels (default {min_face:g})")
     p.add_argument("--scale-factor", type=float, default=0.709, help="image pyramid factor (default 0.709)")
-    p.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.7), metavar=("P", "R", "O"),
-                   help="P-Net, R-Net, O-Net face probability thresholds (default 0.6 0.7 0.7)")
+    shown = " ".join(f"{t:g}" for t in thresholds)
+    p.add_argument("--thresholds", type=float, nargs=3, default=tuple(thresholds), metavar=("P", "R", "O"),
+                   help=f"P-Net, R-Net, O-Net face probability thresholds (default {shown})")
     p.add_argument("--weights", default="published", help="weight set name or folder (default: published)")
     if threads:
         p.add_argument("--threads", type=int, default=None, help="CPU threads for the nets (default: all)")

@@ -77,9 +77,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     from openmtcnn.train.pipeline import make_samples
 
     data = sources(args)
-    if args.stage != "pnet" and not args.random and args.weights is None:
+    if args.landmarks_only and args.landmarks is None:
+        raise UsageError("--landmarks-only needs --landmarks (the CNN_FacePoint root)")
+    if args.stage != "pnet" and not (args.random or args.landmarks_only) and args.weights is None:
         raise UsageError(f"{args.stage} samples are mined with trained earlier stages: pass --weights")
-    summary = make_samples(args.stage, data, Path(args.out), sample_config(args), args.weights, random=args.random)
+    summary = make_samples(args.stage, data, Path(args.out), sample_config(args), args.weights, random=args.random,
+                           landmarks_only=args.landmarks_only)
     print(json.dumps({k: v for k, v in summary.items() if k in ("counts", "shards", "bytes", "seconds")}))
     return 0
 
@@ -134,6 +137,9 @@ def register(groups) -> None:
     p.add_argument("--random", action="store_true",
                    help="rnet/onet: jittered squares around the faces instead (positives and parts only), "
                         "to train on together with the mined set")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="only the CNN_FacePoint landmark samples (those a mined set holds, without mining), "
+                        "e.g. to retrain a landmark head with --train-only")
     common(p)
     p.set_defaults(func=cmd_data)
 

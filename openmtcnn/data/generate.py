@@ -216,14 +216,15 @@ def _digest(items: Sequence[tuple[str | Path, np.ndarray]]) -> str:
 
 
 def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
-                  propose: Callable[[np.ndarray], np.ndarray], out: str | Path, cfg: SampleConfig,
+                  propose: Callable[[list[np.ndarray]], list[np.ndarray]], out: str | Path, cfg: SampleConfig,
                   tag: str = "", facepoint_list: str | Path | None = None,
                   facepoint_images: str | Path | None = None, extra: Sequence[WiderImage] = ()) -> dict:
     """Hard-example sample set ``<out>/<cfg.size>/`` from boxes an earlier stage proposes.
 
     ``images_and_gts``: (picture path, (N, 4) face boxes x1 y1 x2 y2) pairs, e.g. ``read_wider``'s
-    output. ``propose(rgb) -> (N, 4)`` boxes is called once a picture, in this process (it
-    usually runs the trained nets); its candidates are labelled with ``label_candidates``,
+    output. ``propose(rgbs) -> [(N, 4) boxes per picture]`` is called once a shard with its pictures,
+    in this process (it usually runs the trained nets, which share a list's pictures among their
+    workers); the candidates are labelled with ``label_candidates``,
     negatives capped at ``cfg.neg_ratio`` times the positives of the picture. With a
     CNN_FacePoint list, landmark samples are added (in ``cfg.workers`` processes). ``tag`` is
     recorded in the manifest: change it when the proposer changes, so that a resume cannot
@@ -246,11 +247,10 @@ def generate_hard(images_and_gts: Sequence[tuple[str | Path, np.ndarray]],
         """One shard of hard examples, in this process (the proposer is not sent to workers)."""
         index, items = task[1], task[3]
         rng = np.random.default_rng([seed, index])
-        parts = []
-        for item in items:
-            image = load_rgb(item.path)
-            boxes = np.asarray(propose(image), np.float64).reshape(-1, 4)
-            parts.append(label_candidates(image, boxes, item.boxes, size, min_face, neg_ratio, rng))
+        images = [load_rgb(item.path) for item in items]
+        proposed = propose(images)
+        parts = [label_candidates(image, np.asarray(boxes, np.float64).reshape(-1, 4), item.boxes, size, min_face,
+                                  neg_ratio, rng) for image, boxes, item in zip(images, proposed, items)]
         samples = Samples.concat(parts, size)
         write_shard(folder, index, samples)
         return index, samples.kind, len(items)

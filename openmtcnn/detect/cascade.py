@@ -221,6 +221,23 @@ class MTCNN:
         """The last NMS (overlap over the smaller box), then boxes clipped to the image, best first."""
         return Candidates(*finish(c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[3], mode="min")), width, height))
 
+    def rescore(self, image: ImageLike, boxes: np.ndarray) -> Detections:
+        """R-Net, O-Net and the final NMS on given boxes in place of P-Net's proposals: faces near known places.
+
+        Cheaper than ``detect`` when the places are known, e.g. a tracker's predicted boxes between
+        full detections; ``rescore(image, run(image, until="pnet").boxes)`` is ``detect(image)``.
+        """
+        image = self.read(image)
+        boxes = np.asarray(boxes, np.float64)
+        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all()):
+            raise ValueError(f"boxes must be an N x 4 array of finite x1 y1 x2 y2, got shape {boxes.shape}")
+        c = Candidates(boxes.reshape(-1, 4), np.ones(len(boxes.reshape(-1, 4))))
+        if len(c.boxes):
+            integrals = [B.integral_image(image)]
+            for stage in NETS[1:]:
+                c = self.refine([image], integrals, [c], stage, self.workers)[0]
+        return Detections(*self.final(c, image.shape[1], image.shape[0]))
+
     def cascade(self, images: Sequence[np.ndarray], until: str = "final", observer: Observer | None = None,
                 spread: int = 1, first: int = 0) -> list[Candidates]:
         """The stages up to ``until`` on RGB uint8 images: P-Net per image, R-Net and O-Net batched across them.

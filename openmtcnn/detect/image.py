@@ -23,6 +23,10 @@ class ImageError(ValueError):
     """An image that cannot be used: the message names it and says what to do."""
 
 
+class ImageTooLarge(ImageError):
+    """An image over the pixel limit (``max_pixels``), refused before memory is spent on it."""
+
+
 def reads_gif() -> bool:
     """Whether this OpenCV decodes GIF files."""
     try:
@@ -54,8 +58,9 @@ def folder_images(folder: str | os.PathLike) -> list[Path]:
 def check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:
     """Refuse an image of more than ``max_pixels`` pixels (None: no limit) before memory is spent on it."""
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageError(f"{what}: {width}x{height} is {width * height} pixels, more than max_pixels={max_pixels}; "
-                         "shrink the image, or raise the limit with MTCNN(max_pixels=...) (None: no limit)")
+        raise ImageTooLarge(f"{what}: {width}x{height} is {width * height} pixels, more than "
+                            f"max_pixels={max_pixels}; shrink the image, or raise the limit with "
+                            "MTCNN(max_pixels=...) (None: no limit)")
 
 
 def decode(data: bytes, what: str = "bytes", max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
