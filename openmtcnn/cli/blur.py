@@ -10,7 +10,7 @@ from pathlib import Path
 from openmtcnn.anonymise.mask import MODES, SHAPES, BlurConfig
 from openmtcnn.anonymise.sequence import RECALL_SETTINGS
 from openmtcnn.cli.detect import VIDEO_EXTS, collect, unwritable
-from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.errors import UsageError, exit_code
 from openmtcnn.cli.options import add_detector_args, make_detector
 
 
@@ -160,9 +160,7 @@ def cmd_blur(args: argparse.Namespace) -> int:
         return 130
     finally:
         log.close()
-    if failures:
-        print(f"{failures} of {len(inputs)} inputs failed", file=sys.stderr)
-    return 1 if failures else 0
+    return exit_code(failures, len(inputs))
 
 
 def register(groups) -> None:

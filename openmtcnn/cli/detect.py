@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from openmtcnn.cli.errors import UsageError
+from openmtcnn.cli.errors import UsageError, exit_code
 from openmtcnn.cli.options import add_detector_args, make_detector
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -151,9 +151,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     results.save()
     if out is not None and not args.quiet:
         print(f"annotated output in {out}/")
-    if failures:
-        print(f"{failures} of {len(inputs)} inputs failed", file=sys.stderr)
-    return 1 if failures else 0
+    return exit_code(failures, len(inputs))
 
 
 def register(groups) -> None:

@@ -25,3 +25,12 @@ def parse_size(text: str) -> tuple[int, int]:
     if w < 12 or h < 12:
         raise UsageError(f"size must be at least 12x12, got {text}")
     return w, h
+
+
+def exit_code(failures: int, total: int) -> int:
+    """Say how many inputs failed (to stderr); the exit code of a run over many inputs: 1 if any did."""
+    import sys
+
+    if failures:
+        print(f"{failures} of {total} inputs failed", file=sys.stderr)
+    return 1 if failures else 0
