@@ -39,7 +39,7 @@ RECIPE = [
     "export trained {R} --out {R}/weights_rnet_mining",
     "data rnet --weights {R}/weights_rnet_mining --wider {W} --landmarks {L} --out {R}/samples",
     "data rnet --random --wider {W} --out {R}/random --seed 1",
-    "train rnet --data {R}/samples/24 {R}/random/24 --out {R}/rnet --epochs 16 --steps 400 --threads 2",
+    "train rnet --data {R}/samples/24 {R}/random/24 --out {R}/rnet --epochs 40 --steps 400 --threads 2",
     "export trained {R} --out {R}/weights_onet_mining",
     "data onet --weights {R}/weights_onet_mining --wider {W} --landmarks {L} --out {R}/samples",
     "data onet --random --wider {W} --out {R}/random --seed 1",

@@ -31,6 +31,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def read_json(path: str | Path):
+    """A JSON file's contents; one that is not JSON (damaged, cut short, not UTF-8) is a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid JSON ({e}); the file is damaged or was cut short") from None
+
+
+def load_array(path: str | Path, mmap: bool = False) -> np.ndarray:
+    """A .npy file (memory-mapped with ``mmap``); a damaged or cut-short one is a ValueError naming it."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError) as e:  # numpy's messages (e.g. "mmap length is greater than file size") name no file
+        raise ValueError(f"{path}: not a readable .npy array ({e}); the file is damaged or was cut short") from None
+
+
 def json_ready(value, digits: int | None = None):
     """NumPy values -> Python ones, NaN and inf -> None, floats rounded to ``digits``: what strict JSON holds."""
     if isinstance(value, dict):

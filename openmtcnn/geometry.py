@@ -6,6 +6,9 @@ same code. Boxes are float arrays (N, 4): x1, y1, x2, y2, covering [x1, x2) x [y
 """
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Iterator, Sequence
+
 import cv2
 import numpy as np
 
@@ -67,15 +70,81 @@ def square_int(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x1 + side, y1 + side], axis=1).astype(np.int64)
 
 
+LARGE_PIXELS = 2**24  # larger images are sampled band by band: their whole table would be 24 bytes a pixel
+BAND_VALUES = 2**20  # values of the table made at once for a large image (8 MiB as float64)
 
-def integral_image(image: np.ndarray) -> np.ndarray:
-    """Summed-area table (H+1, W+1, C) as float64; computed in int32 (16x faster) when it cannot overflow."""
+
+def band_rows(shape: tuple[int, ...]) -> int:
+    """Rows per band for an image of ``shape``: 0 (the whole table at once) up to LARGE_PIXELS pixels."""
+    h, w, c = shape[0], shape[1], shape[2] if len(shape) > 2 else 1
+    return 0 if h * w <= LARGE_PIXELS else max(4, BAND_VALUES // ((w + 1) * c))
+
+
+def integral_image(image: np.ndarray, rows: int | None = None) -> np.ndarray | BandedIntegral:
+    """Summed-area table (H+1, W+1, C) as float64; computed in int32 (16x faster) when it cannot overflow.
+
+    A large image (``band_rows``), or any with ``rows`` > 0, gets a ``BandedIntegral`` instead,
+    which every sampler here takes: the same numbers, a band of ``rows`` rows at a time.
+    """
+    rows = band_rows(image.shape) if rows is None else rows
+    if rows:
+        return BandedIntegral(image, rows)
     if image.dtype == np.uint8 and 255 * image.shape[0] * image.shape[1] < 2**31:
         return cv2.integral(image, sdepth=cv2.CV_32S).astype(np.float64)
     return cv2.integral(image, sdepth=cv2.CV_64F)
 
 
-def area_resize(integral: np.ndarray, width: int, height: int, channels_first: bool = False,
+class BandedIntegral:
+    """The summed-area table of a large image, made a band of rows at a time where it is sampled.
+
+    The whole table of a 100-Mpx photo is 2.4 GB; this keeps the image and each band's column
+    sums from the top (4 bytes a column per band). ``band(k)`` gives band k's rows and the next
+    two: the whole table's numbers exactly (whole numbers, exact in float64).
+    """
+
+    def __init__(self, image: np.ndarray, rows: int):
+        h, w = image.shape[:2]
+        self.image, self.rows = image.reshape(h, w, -1), int(rows)
+        self.shape = (h + 1, w + 1, self.image.shape[2])
+        self.bands = -(-h // self.rows)  # band k starts at table row k * rows; the last ends at row h
+        # each band's column sums of the rows above it (at most 255 * 2**24: uint32 holds them)
+        self.above = np.zeros((self.bands, w * self.shape[2]), np.uint32)
+        for k in range(self.bands - 1):
+            rows = self.image[k * self.rows:(k + 1) * self.rows]
+            np.add(self.above[k], column_sums(rows), out=self.above[k + 1], casting="unsafe")
+
+    def band(self, k: int) -> tuple[int, np.ndarray]:
+        """(first row, table rows first .. first + rows + 1) of band k, float64."""
+        first = k * self.rows
+        top = np.zeros(self.shape[1:], np.float64)
+        np.cumsum(self.above[k].reshape(self.shape[1] - 1, -1), axis=0, dtype=np.float64, out=top[1:])
+        part = self.image[first:first + self.rows + 1]
+        exact = 255 * part.shape[0] * part.shape[1] < 2**31  # int32 sums cannot overflow (16x faster)
+        return first, np.add(cv2.integral(part, sdepth=cv2.CV_32S if exact else cv2.CV_64F), top)
+
+    def pixels(self) -> FloatBands:
+        """The image itself as float32, in the same bands (for bilinear sampling)."""
+        return FloatBands(self.image, self.rows)
+
+
+def column_sums(rows: np.ndarray) -> np.ndarray:
+    """Sums of the columns of a few image rows (H, W, C) -> (W * C,), int32."""
+    return cv2.reduce(rows.reshape(rows.shape[0], -1), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0]
+
+
+class FloatBands:
+    """A large uint8 image as float32, a band of rows at a time (``band(k)``: band k's rows and the next two)."""
+
+    def __init__(self, image: np.ndarray, rows: int):
+        self.image, self.rows = image.reshape(*image.shape[:2], -1), int(rows)
+        self.shape, self.bands = self.image.shape, -(-image.shape[0] // self.rows)
+
+    def band(self, k: int) -> tuple[int, np.ndarray]:
+        first = k * self.rows
+        return first, self.image[first:first + self.rows + 2].astype(np.float32)
+
+
+def area_resize(integral: np.ndarray | BandedIntegral, width: int, height: int, channels_first: bool = False,
                 rows: tuple[int, int] | None = None) -> np.ndarray:
     """The whole image resized to width x height by area averaging (as cv2.INTER_AREA), float32.
 
@@ -84,13 +153,50 @@ def area_resize(integral: np.ndarray, width: int, height: int, channels_first: b
     output, not the input: every pyramid level reads the one integral image instead of the
     full-resolution picture.
     """
-    h, w = integral.shape[0] - 1, integral.shape[1] - 1
-    start, stop = rows or (0, height)
+    xs, ys = _grid(integral.shape, width, height, *(rows or (0, height)))
+    s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
+    return _grid_means(s, xs, ys, channels_first)
+
+
+def _grid(shape: tuple[int, ...], width: int, height: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample columns xs and rows ys of rows start..stop of a width x height area resize of a table of ``shape``."""
+    h, w = shape[0] - 1, shape[1] - 1
     xs = np.round(np.arange(width + 1) * (w / width) * REMAP_STEPS) / REMAP_STEPS
     ys = np.round(np.arange(start, stop + 1) * (h / height) * REMAP_STEPS) / REMAP_STEPS
-    s = _sample(integral, ys[None], xs[None], cv2.BORDER_REPLICATE)[0]
+    return xs, ys
+
+
+def _grid_means(s: np.ndarray, xs: np.ndarray, ys: np.ndarray, channels_first: bool) -> np.ndarray:
+    """Cell means of one grid of table samples s (A+1, B+1, C) taken at rows ys and columns xs."""
     inverse_cell = (1 / (np.diff(ys)[:, None] * np.diff(xs)[None, :])).astype(np.float32)
     return _cell_means(s[None], inverse_cell[None], channels_first)[0]
+
+
+def area_resizes(integral: BandedIntegral, requests: Sequence[tuple[int, int, int, int]],
+                 channels_first: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """``area_resize(integral, width, height, channels_first, rows=(start, stop))`` of many requests, in one pass.
+
+    Each band of the table is made once for all requests: the strips of every pyramid level of a
+    large image cost one table's time, not one per level. A request is yielded, with its index,
+    as soon as its last band is done, so only the requests under way are held.
+    """
+    grids = [_grid(integral.shape, *r) for r in requests]  # (xs, ys): small; cell areas come at the end
+    todo, ending = defaultdict(list), defaultdict(list)  # band -> (request, its rows there); band -> requests done
+    for i, (_, ys) in enumerate(grids):
+        bands, at = np.unique(_band_keys(integral, ys.astype(np.float32)), return_index=True)
+        for k, lo, hi in zip(bands, at, [*at[1:], len(ys)]):
+            todo[k].append((i, lo, hi))
+        ending[bands[-1]].append(i)
+    samples: dict[int, np.ndarray] = {}
+    for k in sorted(todo):
+        first, band = integral.band(int(k))
+        for i, lo, hi in todo[k]:
+            xs, ys = grids[i]
+            s = samples.setdefault(i, np.empty((len(ys), len(xs), integral.shape[2]), np.float64))
+            mx = np.broadcast_to(xs.astype(np.float32), (hi - lo, len(xs)))
+            s[lo:hi] = _remap_band(band, first, ys[lo:hi].astype(np.float32), mx, cv2.BORDER_REPLICATE)
+        for i in ending[k]:
+            yield i, _grid_means(samples.pop(i), *grids[i], channels_first)
 
 
 def _cell_means(s: np.ndarray, inverse_cell: np.ndarray, channels_first: bool) -> np.ndarray:
@@ -120,14 +226,15 @@ def _cell_means(s: np.ndarray, inverse_cell: np.ndarray, channels_first: bool) -
 
 
 def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int, channels_first: bool = False,
-                integral: np.ndarray | None = None) -> np.ndarray:
+                integral: np.ndarray | BandedIntegral | None = None) -> np.ndarray:
     """Crops of ``boxes`` resized to size x size, zero outside the image, float32.
 
     Returns (N, size, size, C), or (N, C, size, size) with ``channels_first`` (what the nets
     take). Like OpenCV's INTER_AREA, crops larger than ``size`` are area-averaged (from the
     integral image) and smaller ones bilinearly interpolated. Both are single ``cv2.remap``
     calls over all crops; remap places samples on a 1/32-pixel grid, so area cells move by
-    up to 1/64 pixel (each output is still the exact mean of its cell).
+    up to 1/64 pixel (each output is still the exact mean of its cell). A large image
+    (``band_rows``) is read a band of rows at a time: the same numbers, without whole copies.
     """
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     shrink = side >= size
@@ -140,18 +247,29 @@ def crop_resize(image: np.ndarray, boxes: np.ndarray, size: int, channels_first:
         integral = integral_image(image) if integral is None else integral
         out[shrink] = _area_resize(integral, boxes[shrink], size, channels_first)
     if (~shrink).any():
-        small = _bilinear_resize(image.astype(np.float32), boxes[~shrink], size)
+        small = _bilinear_resize(_pixels(image, integral), boxes[~shrink], size)
         out[~shrink] = small.transpose(0, 3, 1, 2) if channels_first else small
     return out
 
 
+def _pixels(image: np.ndarray, integral: np.ndarray | BandedIntegral | None) -> np.ndarray | FloatBands:
+    """The image as float32 for bilinear crops: in bands when it is large (a whole copy is 12 bytes a pixel)."""
+    if isinstance(integral, BandedIntegral):
+        return integral.pixels()
+    rows = band_rows(image.shape) if integral is None else 0
+    return FloatBands(image, rows) if rows else image.astype(np.float32)
+
+
 REMAP_STEPS = 32  # cv2.remap's INTER_LINEAR places samples on a 1/32-pixel grid
+MAX_MAP_ROWS = 32000  # remap's maps must stay under 2**15 rows (images under 32000 px)
 
 
-def _sample(src: np.ndarray, ys: np.ndarray, xs: np.ndarray, border: int) -> np.ndarray:
+def _sample(src: np.ndarray | BandedIntegral | FloatBands, ys: np.ndarray, xs: np.ndarray, border: int) -> np.ndarray:
     """Bilinear samples of ``src`` (H, W, C) on each box's grid ys (N, A) x xs (N, B) -> (N, A, B, C)."""
+    if not isinstance(src, np.ndarray):
+        return _sample_bands(src, ys, xs, border)
     n, a, b = len(ys), ys.shape[1], xs.shape[1]
-    per_call = max(1, 32000 // a)  # remap's maps must stay under 2**15 rows (images under 32000 px)
+    per_call = max(1, MAX_MAP_ROWS // a)
     out = np.empty((n, a, b, src.shape[2]), src.dtype)
     for start in range(0, n, per_call):
         part = slice(start, start + per_call)
@@ -160,6 +278,43 @@ def _sample(src: np.ndarray, ys: np.ndarray, xs: np.ndarray, border: int) -> np.
         my = np.broadcast_to(ys[part, :, None], (k, a, b)).reshape(k * a, b).astype(np.float32)
         r = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
         out[part] = r.reshape(k, a, b, -1)
+    return out
+
+
+def _sample_bands(src: BandedIntegral | FloatBands, ys: np.ndarray, xs: np.ndarray, border: int) -> np.ndarray:
+    """``_sample`` from a source made band by band: each row of samples from the band that holds its top row."""
+    n, a, b = len(ys), ys.shape[1], xs.shape[1]
+    my = ys.astype(np.float32).reshape(-1)  # the whole source's map, moved band by band
+    owner = np.repeat(np.arange(n), a)  # the box of each row of samples
+    key = _band_keys(src, my)
+    order = np.argsort(key, kind="stable")
+    out = np.empty((n * a, b, src.shape[2]), np.float64 if isinstance(src, BandedIntegral) else np.float32)
+    for group in np.split(order, np.flatnonzero(np.diff(key[order])) + 1):
+        first, band = src.band(int(key[group[0]]))
+        out[group] = _remap_band(band, first, my[group], xs[owner[group]].astype(np.float32), border)
+    return out.reshape(n, a, b, -1)
+
+
+def _band_keys(src: BandedIntegral | FloatBands, my: np.ndarray) -> np.ndarray:
+    """The band of each row of samples at source rows ``my`` (float32, as remap takes them)."""
+    return np.minimum(np.maximum(np.floor(my), 0).astype(np.int64) // src.rows, src.bands - 1)
+
+
+def _remap_band(band: np.ndarray, first: int, my: np.ndarray, mx: np.ndarray, border: int) -> np.ndarray:
+    """Rows of samples at source rows ``my`` (M,) and columns ``mx`` (M, B), float32, from a band starting at ``first``.
+
+    A band holds its rows and the next two, so a sample's four neighbours are in it however remap
+    rounds; the first and last bands end where the source does, so its borders are the whole
+    source's. The map moves by whole rows, exactly (float32 minus a whole number), so remap's
+    numbers are those of one call on the whole source.
+    """
+    out = np.empty((len(my), mx.shape[1], band.shape[2]), band.dtype)
+    for start in range(0, len(my), MAX_MAP_ROWS):
+        part = slice(start, start + MAX_MAP_ROWS)
+        x = np.ascontiguousarray(mx[part])
+        y = np.ascontiguousarray(np.broadcast_to((my[part] - np.float32(first))[:, None], x.shape))
+        r = cv2.remap(band, x, y, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+        out[part] = r.reshape(len(x), x.shape[1], -1)
     return out
 
 

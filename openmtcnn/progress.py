@@ -18,3 +18,28 @@ def progress(items: Iterable[T], desc: str = "", total: int | None = None, enabl
         return iter(items)
     return iter(tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
                      disable=None))  # None: off when stderr is not a terminal (logs, CI)
+
+
+class _NoBar:
+    """What ``counter`` gives when there is no bar to show: updates that do nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def counter(total: int, desc: str = "", initial: int = 0, enable: bool = True, unit: str = "it"):
+    """A bar advanced by hand (``update(n)``, ``close()``): rate and ETA of work that arrives in uneven parts.
+
+    ``initial``: what was done before (a resumed job), counted in the bar but not in the rate.
+    """
+    if not enable:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=None, smoothing=0.1)

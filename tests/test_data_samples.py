@@ -339,6 +339,37 @@ def test_resume_rewrites_only_missing_shards(wider, facepoint, tmp_path):
         make(wider, facepoint, tmp_path / "run", seed=9)
 
 
+def test_rerun_checks_the_shards_it_lists(wider, facepoint, tmp_path, capsys):
+    """A listed shard cut short (or gone) is named on stderr and made again; the set ends as an unbroken run's."""
+    make(wider, facepoint, tmp_path / "ref")
+    make(wider, facepoint, tmp_path / "run")
+    folder = tmp_path / "run" / "12"
+    cut = folder / "shard_00002" / "images.npy"
+    cut.write_bytes(cut.read_bytes()[:-100])
+    (folder / "shard_00004" / "box.npy").unlink()
+    with pytest.raises(ValueError, match=r"shard_00002.images\.npy.*cut short"):  # the reader names the file
+        SampleSet(folder)[np.arange(len(SampleSet(folder)))]
+    capsys.readouterr()
+    summary = make(wider, facepoint, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert str(cut) in err and "shard_00004" in err and err.count("making this shard again") == 2
+    assert summary["complete"] and summary["shards"] == 6
+    ref, got = shard_arrays(tmp_path / "ref" / "12"), shard_arrays(folder)
+    for f in FIELDS:
+        np.testing.assert_array_equal(got[f], ref[f])
+    make(wider, facepoint, tmp_path / "run")  # all whole now: nothing said, nothing made
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("text", [b"{\"shards\": [", b"\xff\xfe", b"[1, 2]"], ids=["cut", "not-utf8", "list"])
+def test_damaged_manifest_is_an_error_naming_it(wider, facepoint, tmp_path, text):
+    make(wider, facepoint, tmp_path)
+    (tmp_path / "12" / "manifest.json").write_bytes(text)
+    for call in (lambda: SampleSet(tmp_path / "12"), lambda: make(wider, facepoint, tmp_path)):
+        with pytest.raises(ValueError, match=r"12.manifest\.json"):
+            call()
+
+
 def test_sample_set_reader(wider, facepoint, tmp_path):
     summary = make(wider, facepoint, tmp_path, size=24)
     s = SampleSet(tmp_path / "24")

@@ -2,6 +2,7 @@
 PIL modes and EXIF orientation, and the CLI's results surviving errors and Ctrl-C."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from openmtcnn import MTCNN, Detections
+from openmtcnn import MTCNN, Detections, geometry
 from openmtcnn.cli import detect as cli_detect
 from openmtcnn.cli.main import main
 from openmtcnn.detect.header import image_size
@@ -195,6 +196,76 @@ def test_only_regular_files_are_read(detector, tmp_path):
         with pytest.raises(ValueError, match="regular file"):
             detector.detect("/dev/zero")  # reading it would never end
     assert time.monotonic() - start < 2
+
+
+# ---- 3. large photos: the summed-area table in bands ---------------------------------------------
+
+@pytest.fixture
+def banded(monkeypatch):
+    """Every image is sampled as a large photo is: its table in bands, of 4 rows (the fewest band_rows gives)."""
+    monkeypatch.setattr(geometry, "LARGE_PIXELS", 0)
+    monkeypatch.setattr(geometry, "BAND_VALUES", 1)
+
+
+def random_boxes(rng: np.random.Generator, h: int, w: int, n: int = 60) -> np.ndarray:
+    """Boxes of every kind crop_resize meets: tiny (bilinear) to larger than the image, partly or wholly outside."""
+    x1, y1 = rng.uniform(-0.3 * w, 1.1 * w, n), rng.uniform(-0.3 * h, 1.1 * h, n)
+    side = rng.uniform(1, 1.5 * max(h, w), n)
+    boxes = np.stack([x1, y1, x1 + side * rng.uniform(0.7, 1.3, n), y1 + side], axis=1)
+    boxes[::3] = np.round(boxes[::3])
+    return boxes
+
+
+@pytest.mark.parametrize("h,w,rows", [(1, 1, 1), (5, 9, 2), (61, 83, 7), (64, 50, 16), (40, 33, 40), (37, 70, 100)])
+def test_bands_give_the_whole_tables_numbers(h, w, rows):
+    """Bands, pyramid strips and crops from a banded table: bit for bit those of the whole table."""
+    rng = np.random.default_rng(h * w + rows)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    whole, bands = geometry.integral_image(img, rows=0), geometry.integral_image(img, rows=rows)
+    assert isinstance(bands, geometry.BandedIntegral) and bands.shape == whole.shape
+    for k in range(bands.bands):
+        first, part = bands.band(k)
+        np.testing.assert_array_equal(part, whole[first:first + rows + 2])
+    requests = [(sw, sh, a, b) for sw, sh in ((max(1, w // 3), max(1, h // 3)), (2 * w, h + 5), (7, 3))
+                for a, b in ((0, sh), (sh // 2, sh), (0, max(1, sh // 3)))]
+    strips = dict(geometry.area_resizes(bands, requests, channels_first=True))
+    for i, (sw, sh, a, b) in enumerate(requests):
+        ref = geometry.area_resize(whole, sw, sh, True, rows=(a, b))
+        np.testing.assert_array_equal(strips[i], ref)
+        np.testing.assert_array_equal(geometry.area_resize(bands, sw, sh, True, rows=(a, b)), ref)
+    boxes = random_boxes(rng, h, w)
+    for size in (12, 24, 48):
+        for channels_first in (False, True):
+            ref = geometry.crop_resize(img, boxes, size, channels_first, integral=whole)
+            np.testing.assert_array_equal(geometry.crop_resize(img, boxes, size, channels_first, integral=bands), ref)
+
+
+def test_crops_of_a_large_image_without_a_table_are_the_same(astronaut, monkeypatch):
+    boxes = random_boxes(np.random.default_rng(0), *astronaut.shape[:2], n=200)
+    ref = geometry.crop_resize(astronaut, boxes, 24)
+    monkeypatch.setattr(geometry, "LARGE_PIXELS", 0)
+    np.testing.assert_array_equal(geometry.crop_resize(astronaut, boxes, 24), ref)  # bilinear ones in bands too
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_photo_path_finds_the_same_faces(astronaut, monkeypatch, threads):
+    photo = np.ascontiguousarray(np.tile(astronaut, (2, 3, 1)))  # 1024 x 1536: P-Net levels in strips and whole
+    plain = MTCNN(threads=threads, device="cpu")
+    ref, ref_list, until_rnet = plain.detect(photo), plain.detect([photo, astronaut]), plain.run(photo, until="rnet")
+    assert len(ref.boxes) >= 6
+    bands = []
+    real = geometry.BandedIntegral.band
+    monkeypatch.setattr(geometry.BandedIntegral, "band", lambda self, k: bands.append(k) or real(self, k))
+    monkeypatch.setattr(geometry, "LARGE_PIXELS", 0)
+    monkeypatch.setattr(geometry, "BAND_VALUES", 1)
+    detector = MTCNN(threads=threads, device="cpu")
+    assert_same(detector.detect(photo), ref)
+    assert bands and min(bands) == 0 and max(bands) == 1024 // 4 - 1, "the banded path ran, over every band"
+    for got, want in zip(detector.detect([photo, astronaut]), ref_list):
+        assert_same(got, want)
+    for got, want in zip(detector.run(photo, until="rnet"), until_rnet):
+        np.testing.assert_array_equal(got, want)
+    assert_same(detector.rescore(photo, ref.boxes), plain.rescore(photo, ref.boxes))
 
 
 # ---- 5. PIL modes, float arrays, EXIF orientation ----------------------------------------------
@@ -426,6 +497,16 @@ def test_float_weights_naming_itself_or_a_cycle(weight_copy, tmp_path):
         load_state(str(weight_copy), "pnet")
 
 
+def test_damaged_torch_npz_is_named(weight_copy):
+    data = (weights_dir("published") / "torch.npz").read_bytes()
+    middle = bytearray(data)
+    middle[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    for damaged in (data[:len(data) // 2], data[:100], bytes(middle)):
+        (weight_copy / "torch.npz").write_bytes(damaged)
+        with pytest.raises(WeightsError, match=r"torch\.npz.*damaged"):
+            load_state(str(weight_copy), "onet")
+
+
 def test_cli_with_a_damaged_weight_set(weight_copy, astronaut_path, capsys):
     shutil.copy(weight_copy / "rnet.onnx", weight_copy / "pnet.onnx")
     assert main(["detect", str(astronaut_path), "--weights", str(weight_copy), "--quiet"]) == 1
@@ -512,3 +593,25 @@ def test_help_says_how_json_is_written(capsys):
     with pytest.raises(SystemExit):
         main(["detect", "--help"])
     assert "atomically" in " ".join(capsys.readouterr().out.split())
+
+
+# ---- 8. fuzzing ------------------------------------------------------------------------------------
+
+def test_fuzzed_files_raise_only_documented_errors(repo_root, capsys):
+    """benchmarks/fuzz.py for 10 s: damaged PNG/JPEG/BMP/GIF/TIFF/WebP files to detect (bytes, paths) and the CLI."""
+    spec = importlib.util.spec_from_file_location("fuzz", repo_root / "benchmarks" / "fuzz.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    threads = cv2.getNumThreads()
+    try:
+        result = fuzz.run(inputs=10**6, seconds=10, seed=1, cli_limit=200)
+    finally:
+        cv2.setNumThreads(threads)  # the detectors set OpenCV's process-wide count
+    api, cli = result["api"], result["cli"]
+    with capsys.disabled():
+        print(f"\nfuzz: {api['inputs']} mutated files, {api['calls']} detect calls {api['outcomes']}; "
+              f"CLI on {cli['files']} of them: exit {cli['exit_code']}")
+    assert api["inputs"] >= 200 and {k.split(": ")[1] for k in api["outcomes"]} >= {"faces", "ImageError"}
+    assert api["unexpected_count"] == 0, api["unexpected"]
+    assert api["slowest_call_s"] < 5
+    assert cli["exit_code"] in (0, 1) and not cli["traceback"] and cli["files"] > 0

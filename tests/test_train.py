@@ -3,6 +3,7 @@ training lowers the loss, resuming continues exactly where the run stopped."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -200,6 +201,15 @@ def test_resume_continues_where_it_stopped(tmp_path, stage, size, model_kwargs):
     a, b = load_trained(tmp_path / "a" / "last.pt"), load_trained(tmp_path / "b" / "last.pt")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_a_resumed_run_says_so_once(tmp_path, capsys):
+    cfg = TrainConfig(stage="pnet", epochs=1, batch_size=32, steps_per_epoch=2, threads=1)
+    train(ToySamples(), tmp_path, cfg)
+    assert "resuming" not in capsys.readouterr().err
+    train(ToySamples(), tmp_path, replace(cfg, epochs=2))
+    err = capsys.readouterr().err
+    assert err.count("resuming") == 1 and f"resuming from {tmp_path / 'last.pt'} after epoch 1 of 2" in err
 
 
 def test_trained_checkpoint_exports_to_a_working_weight_set(tmp_path, astronaut):

@@ -1,7 +1,8 @@
 """Every shipped weight set loads and finds the face in the sample picture, on every engine that runs it.
 
-Float sets run on ONNX Runtime, OpenCV DNN and PyTorch; int8 sets (ONNX QDQ) on ONNX Runtime only,
-and the other engines must refuse them with a clear error rather than run something else.
+Float sets run on ONNX Runtime, OpenCV DNN, PyTorch and ncnn (converted with pnnx on first use); int8
+sets (ONNX QDQ) on ONNX Runtime only, and the other engines must refuse them with a clear error rather
+than run something else.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from _helpers import box_iou
 from openmtcnn import MTCNN, available_weights
 from openmtcnn.weights import manifest
 
-BACKENDS = ("onnx", "opencv", "torch")
+BACKENDS = ("onnx", "opencv", "torch", "ncnn")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", available_weights())
 def test_weight_set_finds_the_face(name, backend, astronaut, astronaut_face):
-    if backend == "torch":
-        pytest.importorskip("torch")
+    for module in {"torch": ["torch"], "ncnn": ["ncnn", "pnnx", "torch"]}.get(backend, []):
+        pytest.importorskip(module)
     if manifest(name).get("int8") and backend != "onnx":
         with pytest.raises(ValueError, match="int8"):
             MTCNN(weights=name, backend=backend, device="cpu", threads=1)

@@ -10,9 +10,9 @@ from functools import cached_property
 from openmtcnn.cli.errors import UsageError
 
 # The command modules under openmtcnn/cli/, in the order the help lists their commands; each has register(groups).
-COMMAND_MODULES = ("detect", "blur",
+COMMAND_MODULES = ("detect", "blur", "batch",
                    "eval_widerface", "eval_landmarks", "eval_fddb", "eval_custom", "eval_compare", "bench",
-                   "export_trained", "export_c", "compress", "prune", "quantize", "train", "convert",
+                   "export_trained", "export_c", "export_ncnn", "compress", "prune", "quantize", "train", "convert",
                    "serve")
 
 
@@ -29,7 +29,7 @@ class Groups:
 
     @cached_property
     def export(self) -> argparse._SubParsersAction:
-        p = self.top.add_parser("export", help="export models: trained checkpoints, int8 ONNX, C for microcontrollers")
+        p = self.top.add_parser("export", help="export models: trained checkpoints, int8 ONNX, C, ncnn")
         return p.add_subparsers(dest="what", required=True)
 
     @cached_property

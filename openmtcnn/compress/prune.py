@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from openmtcnn import fileio
 from openmtcnn.fileio import atomic_write_bytes
 from openmtcnn.models.nets import ONet, PNet, RNet
 from openmtcnn.models.registry import create_model
@@ -219,7 +220,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A JSON file of the run (a damaged one is a ValueError naming it), or None when there is none."""
+    return fileio.read_json(path) if path.is_file() else None
 
 
 def check_plan(out: Path, plan: dict) -> None:

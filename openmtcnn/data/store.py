@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from openmtcnn.data.crops import KIND_NAMES, Samples
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.fileio import atomic_write_bytes, load_array, read_json
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -60,7 +61,13 @@ def write_shard(folder: str | Path, index: int, samples: Samples) -> Path:
 def read_manifest(folder: str | Path) -> dict | None:
     """The manifest of a sample set, or None when there is none yet."""
     path = Path(folder) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    manifest = read_json(path)
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("shards"), list)):
+        raise ValueError(f"{path}: not a sample-set manifest (a JSON object listing its shards); "
+                         "delete the folder and make the set again")
+    return manifest
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:
@@ -71,7 +78,8 @@ def open_manifest(folder: str | Path, settings: dict, total_shards: int) -> dict
     """The manifest to continue: the existing one if made with the same settings, else a new one.
 
     ValueError when the folder holds shards made with other settings (mixing them would be
-    silent corruption). Leftover temporary shard folders of a killed run are removed.
+    silent corruption). Leftover temporary shard folders of a killed run are removed, and listed
+    shards whose files are missing, damaged or cut short are unlisted, to be made again.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,32 @@ def open_manifest(folder: str | Path, settings: dict, total_shards: int) -> dict
                          if settings.get(k) != old.get("settings", {}).get(k))
         raise ValueError(f"{folder / MANIFEST} was made with other settings ({', '.join(changed) or 'shard count'}); "
                          "use a new output folder or delete this one")
-    return old
+    return drop_damaged(folder, old)
+
+
+def shard_problem(folder: Path, entry: dict) -> str | None:
+    """Why a listed shard cannot be read (a file missing, damaged, cut short or of another length), or None."""
+    for name in FIELDS:
+        file = folder / entry["name"] / f"{name}.npy"
+        try:
+            count = len(load_array(file, mmap=True))
+        except (OSError, ValueError) as e:
+            return str(e)
+        if count != entry["count"]:
+            return f"{file} holds {count} samples, the manifest says {entry['count']}"
+    return None
+
+
+def drop_damaged(folder: Path, manifest: dict) -> dict:
+    """The manifest without the shards that ``shard_problem`` finds fault with (each named on stderr), rewritten."""
+    problems = {s["index"]: shard_problem(folder, s) for s in manifest["shards"]}
+    for index, problem in problems.items():
+        if problem:
+            print(f"{folder / shard_name(index)}: {problem}; making this shard again", file=sys.stderr)
+    if any(problems.values()):
+        manifest["shards"] = [s for s in manifest["shards"] if not problems[s["index"]]]
+        tally(folder, manifest)
+    return manifest
 
 
 def record_shard(folder: str | Path, manifest: dict, index: int, kind: np.ndarray, images: int) -> None:
@@ -96,6 +129,11 @@ def record_shard(folder: str | Path, manifest: dict, index: int, kind: np.ndarra
              "counts": kind_counts(kind)}
     manifest["shards"] = sorted([s for s in manifest["shards"] if s["index"] != index] + [entry],
                                 key=lambda s: s["index"])
+    tally(folder, manifest)
+
+
+def tally(folder: str | Path, manifest: dict) -> None:
+    """The manifest's counts and completeness from its shards, rewritten atomically."""
     manifest["counts"] = {name: sum(s["counts"][name] for s in manifest["shards"]) for name in KIND_NAMES}
     manifest["complete"] = len(manifest["shards"]) == manifest["total_shards"]
     write_manifest(folder, manifest)
@@ -130,7 +168,7 @@ class SampleSet:
         file = entry["folder"] / entry["name"] / "kind.npy"
         if not file.is_file():
             raise FileNotFoundError(f"shard file missing: {file}")
-        kind = np.load(file)
+        kind = load_array(file)
         if len(kind) != entry["count"]:
             raise ValueError(f"{file} holds {len(kind)} samples, the manifest says {entry['count']}")
         return kind
@@ -145,7 +183,7 @@ class SampleSet:
                 file = path / f"{name}.npy"
                 if not file.is_file():
                     raise FileNotFoundError(f"shard file missing: {file}")
-                arrays[name] = np.load(file, mmap_mode="r")
+                arrays[name] = load_array(file, mmap=True)
                 if len(arrays[name]) != entry["count"]:
                     raise ValueError(f"{file} holds {len(arrays[name])} samples, the manifest says {entry['count']}")
             self._open[i] = arrays

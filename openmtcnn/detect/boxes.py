@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from openmtcnn.geometry import (  # noqa: F401  (the cascade's box toolkit in one namespace)
+    BandedIntegral,
     area,
     area_resize,
+    area_resizes,
     crop_resize,
     integral_image,
     iou,

@@ -5,8 +5,9 @@ import math
 import numbers
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -95,7 +96,9 @@ class MTCNN:
     >>> faces = MTCNN().detect_faces("photo.jpg")  # [{"box", "confidence", "keypoints"}, ...]
 
     ``max_pixels``: larger images are refused with a ValueError, encoded ones from their header
-    before decoding (None: no limit); detection needs about 30 bytes of memory a pixel.
+    before decoding (None: no limit). Detection needs about 50 bytes of memory a pixel up to
+    2**24 pixels, and under 15 above, where the summed-area table is made in bands (a 100-Mpx
+    photo: under 1 GB at its peak; docs/reliability.md).
     """
 
     def __init__(self, min_face_size: float = 20, scale_factor: float = 0.709,
@@ -140,12 +143,25 @@ class MTCNN:
             return [fn(p) for p in parts]
         return list(self._pool().map(fn, parts))
 
-    def propose(self, image: np.ndarray, integral: np.ndarray, spread: int = 1) -> Candidates:
+    def _stream(self, fn, items: Iterator, spread: int) -> list:
+        """``fn`` over ``items`` as they come, on ``spread`` workers when > 1, few waiting (bounded memory)."""
+        if spread <= 1:
+            return [fn(item) for item in items]
+        pending: deque = deque()
+        done = []
+        for item in items:
+            pending.append(self._pool().submit(fn, item))
+            if len(pending) > 2 * spread:
+                done.append(pending.popleft().result())
+        return done + [f.result() for f in pending]
+
+    def propose(self, image: np.ndarray, integral: np.ndarray | B.BandedIntegral, spread: int = 1) -> Candidates:
         """P-Net on every pyramid scale; NMS within each scale, then across scales.
 
         Large levels are resized and scored in strips of rows (``runtime.pnet_strips``) that
         stay in cache. ``spread`` > 1 deals the strips to that many workers in groups of about
-        equal area.
+        equal area. A large image's table is banded (``geometry.BandedIntegral``): then all strips
+        are resized in one pass down the image and scored by the workers as they come.
         """
         h, w = image.shape[:2]
         scales = pyramid_scales(h, w, self.min_face_size, self.scale_factor)
@@ -154,16 +170,21 @@ class MTCNN:
         groups = balanced_groups([(part[2] - part[1]) * sizes[k][0] for k, part in strips], spread)
         pieces = np.bincount([k for k, _ in strips], minlength=len(scales))  # strips per level
 
-        def score(i: int) -> tuple[int, Candidates]:
+        def score(i: int, level: np.ndarray | None = None) -> tuple[int, Candidates]:
             k, (first_row, start, stop) = strips[i]
-            level = B.area_resize(integral, *sizes[k], channels_first=True, rows=(start, stop))
+            if level is None:
+                level = B.area_resize(integral, *sizes[k], channels_first=True, rows=(start, stop))
             prob, offsets = self.nets("pnet", level[None])[:2]
             c = pnet_candidates(prob[0], offsets[0], scales[k], self.thresholds[0], first_row)
             if pieces[k] == 1:  # a whole level: NMS within it here, on the worker
                 c = c.take(B.nms(c.boxes, c.scores, self.nms_thresholds[0]))
             return i, c
 
-        done = sorted(pair for part in self._map(lambda g: [score(i) for i in g], groups) for pair in part)
+        if isinstance(integral, B.BandedIntegral):  # a large image: every strip resized in one pass down it
+            levels = B.area_resizes(integral, [(*sizes[k], start, stop) for k, (_, start, stop) in strips], True)
+            done = sorted(self._stream(lambda pair: score(*pair), levels, spread))
+        else:
+            done = sorted(pair for part in self._map(lambda g: [score(i) for i in g], groups) for pair in part)
         per_level: list[list[Candidates]] = [[] for _ in scales]
         for i, c in done:  # strips in order: a level's candidates as from one call
             per_level[strips[i][0]].append(c)

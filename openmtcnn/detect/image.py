@@ -13,7 +13,7 @@ import numpy as np
 from openmtcnn.detect.header import image_size
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
-MAX_PIXELS = 2**27  # default pixel limit (e.g. 16384 x 8192): detection needs about 30 bytes a pixel
+MAX_PIXELS = 2**27  # default pixel limit (e.g. 16384 x 8192); memory: see MTCNN's docstring
 # A 1x1 GIF: OpenCV reads GIFs from version 4.11 on, and only then are .gif files searched for.
 TINY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
             b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
@@ -78,7 +78,7 @@ def decode(data: bytes, what: str = "bytes", max_pixels: int | None = MAX_PIXELS
         raise ImageError(f"{what}: could not decode it as an image (empty, damaged or not a supported format: "
                          f"{', '.join(sorted(IMAGE_EXTS))}); re-save it as PNG or JPEG")
     check_pixels(img.shape[1], img.shape[0], max_pixels, what)  # formats whose header is not read
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place: no second copy of a large photo
 
 
 def cv2_reason(e: cv2.error) -> str:

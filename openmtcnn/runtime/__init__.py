@@ -1,4 +1,4 @@
-"""Executing the three nets: ONNX Runtime by default, OpenCV DNN or PyTorch when asked for."""
+"""Executing the three nets: ONNX Runtime by default, OpenCV DNN, PyTorch or ncnn when asked for."""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,7 +8,7 @@ import numpy as np
 from openmtcnn import weights as store
 from openmtcnn.geometry import PNET_STRIDE, PNET_WINDOW
 
-BACKENDS = ("auto", "onnx", "opencv", "torch")
+BACKENDS = ("auto", "onnx", "opencv", "torch", "ncnn")
 Net = Callable[[np.ndarray], tuple]
 # Crops per net call on a CPU: the activations of a chunk stay in cache. benchmarks/chunk_size.py,
 # ONNX Runtime, 2 threads, two runs: R-Net 14-15 us/crop in chunks of 64 against 18-30 in one
@@ -90,12 +90,17 @@ def choose_engine(backend: str = "auto", device: str | None = "auto", weights: s
 
     "auto" on a GPU takes ONNX Runtime's CUDA provider, else PyTorch on CUDA, whichever is installed;
     "auto" without one, ONNX Runtime on the CPU. An explicit "cuda" that nothing can serve fails here.
-    Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) take ONNX Runtime under "auto".
+    Int8 weight sets (manifest ``"int8": true``, ONNX QDQ) take ONNX Runtime under "auto", ncnn
+    folders (``"format": "ncnn"``, from ``openmtcnn export ncnn``) ncnn.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if backend == "auto" and weights is not None and store.manifest(weights).get("int8"):
-        backend = "onnx"
+    if backend == "auto" and weights is not None:
+        info = store.manifest(weights)
+        if info.get("format") == "ncnn":
+            backend = "ncnn"
+        elif info.get("int8"):
+            backend = "onnx"
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
     wants_gpu = device in ("cuda", "auto")
@@ -103,6 +108,10 @@ def choose_engine(backend: str = "auto", device: str | None = "auto", weights: s
         if device == "cuda":
             raise ValueError("backend 'opencv' runs on the CPU; for a GPU use backend 'auto', 'onnx' or 'torch'")
         return "opencv", "cpu"
+    if backend == "ncnn":
+        if device == "cuda":
+            raise ValueError("backend 'ncnn' runs on the CPU here; for a GPU use backend 'auto', 'onnx' or 'torch'")
+        return "ncnn", "cpu"
     if backend == "torch":
         gpu = wants_gpu and torch_gpu(look_first=False)
         if device == "cuda" and not gpu:
@@ -137,14 +146,21 @@ def make_nets(weights: str = store.DEFAULT, backend: str = "auto", threads: int 
 
     On the CPU "auto" runs all three on ONNX Runtime (the fastest engine measured for the
     exported graphs, see ``weights.onnx.for_runtime``). Int8 weight sets (manifest
-    ``"int8": true``, ONNX QDQ) run on ONNX Runtime only.
+    ``"int8": true``, ONNX QDQ) run on ONNX Runtime only, ncnn folders on ncnn only.
     """
     store.check_weight_set(weights)
     engine, where = choose_engine(backend, device, weights)
     if engine != "onnx" and store.manifest(weights).get("int8"):
         raise ValueError(f"weights {str(weights)!r} are int8 ONNX (QDQ), which only ONNX Runtime runs: use "
                          "backend 'auto' or 'onnx' (or the float weight set they were made from)")
+    if engine != "ncnn" and store.manifest(weights).get("format") == "ncnn":
+        raise ValueError(f"weights {str(weights)!r} are ncnn files (openmtcnn export ncnn), which only backend "
+                         "'ncnn' (or 'auto') runs")
     chunks, strips = (CPU_CHUNKS, PNET_STRIP) if where == "cpu" else (None, 0)
+    if engine == "ncnn":
+        from openmtcnn.runtime.ncnn import ncnn_nets
+        nets = ncnn_nets(weights, threads=threads)
+        return Nets(nets, {s: "ncnn" for s in nets}, chunks, strips)
     if engine == "torch":
         from openmtcnn.runtime.torch import torch_nets
         nets = torch_nets(weights, threads=threads, device=where)

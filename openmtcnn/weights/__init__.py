@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +109,14 @@ def load_state(name: str | os.PathLike, stage: str) -> dict[str, np.ndarray]:
     A set without its own npz names the float set it was made from (``float_weights``, e.g.
     an int8 set quantised from ``published``): its parameters are those, not a second copy.
     """
-    with np.load(params_dir(name) / "torch.npz", allow_pickle=False) as z:
-        prefix = f"{stage}/"
-        return {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+    path = params_dir(name) / "torch.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            prefix = f"{stage}/"
+            return {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # NumPy's and zipfile's messages name no file
+        raise WeightsError(f"{path}: cannot be read ({e}); the file is damaged or was cut short: "
+                           "restore it (reinstall openmtcnn, or export the set again)") from None
 
 
 def save_weight_set(folder: str | os.PathLike, states: dict[str, dict[str, np.ndarray]] | None,
