@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +59,12 @@ def job_record(paths: list[str], cfg: BatchConfig) -> dict:
 
 def claim(out: Path, record: dict) -> None:
     """Write the job file, or check that the one there is this job's: a rerun resumes, another job is refused."""
-    from openmtcnn.fileio import write_json
+    from openmtcnn.fileio import read_json, write_json
 
     job = out / JOB_FILE
     if job.exists():
         try:
-            found = json.loads(job.read_text())
+            found = read_json(job)
         except (OSError, ValueError) as e:
             raise BatchError(f"{job} cannot be read ({e}); give another --out folder or delete it") from None
         differ = sorted(k for k in record if found.get(k) != record[k])

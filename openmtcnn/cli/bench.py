@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +34,7 @@ def cmd_per_net(args: argparse.Namespace, frame) -> int:
     from openmtcnn.cli.export_c import calibration_images
     from openmtcnn.evaluate.per_net import PerNetConfig, markdown, net_inputs, time_nets
     from openmtcnn.export.ncnn import quantise_folder
-    from openmtcnn.fileio import atomic_write_bytes
+    from openmtcnn.fileio import write_json
     from openmtcnn.runtime.ncnn import ncnn_folder
 
     cfg = PerNetConfig(min_face=args.min_face, warmup=args.warmup, repeats=args.repeats)
@@ -62,7 +61,7 @@ def cmd_per_net(args: argparse.Namespace, frame) -> int:
     if args.json:
         report = {"image": str(args.image), "size": [frame.shape[1], frame.shape[0]], "min_face": args.min_face,
                   "repeats": args.repeats, "warmup": args.warmup, "calibration_images": len(calib), "per_net": rows}
-        atomic_write_bytes(args.json, (json.dumps(report, indent=1) + "\n").encode())
+        write_json(args.json, report)
     return 0
 
 
@@ -72,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from openmtcnn.detect.image import to_rgb
     from openmtcnn.evaluate.speed import bench_mtcnn, bench_yunet, fit_frame, format_table
-    from openmtcnn.fileio import atomic_write_bytes
+    from openmtcnn.fileio import write_json
 
     width, height = parse_size(args.size)
     frame = fit_frame(to_rgb(args.image), width, height)
@@ -97,7 +96,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         report = {"image": str(args.image), "size": [width, height], "min_face": args.min_face,
                   "thresholds": list(args.thresholds), "repeats": args.repeats, "results": rows}
-        atomic_write_bytes(args.json, (json.dumps(report, indent=1) + "\n").encode())
+        write_json(args.json, report)
     return 0
 
 

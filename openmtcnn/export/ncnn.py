@@ -6,7 +6,6 @@ pyramid levels and crops. ``MTCNN(weights=folder)`` runs either on ncnn.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from openmtcnn import weights as store
-from openmtcnn.fileio import atomic_write_bytes
+from openmtcnn.fileio import atomic_write_bytes, write_json
 from openmtcnn.geometry import STAGES
 from openmtcnn.weights import ncnn as folders
 
@@ -100,5 +99,5 @@ def quantise_folder(src: Path, dest: Path, weights: str, images: Sequence, threa
     base = {k: info[k] for k in ("name", "models", "source", "converter") if k in info}
     folders.write_manifest(dest, folders.folder_info(info["outputs"], base.pop("source"), "int8", **base,
                                                      calibration=calibration, **(extra or {})))
-    atomic_write_bytes(dest / "table.json", (json.dumps(tables, indent=1) + "\n").encode())
+    write_json(dest / "table.json", tables)
     return dest
