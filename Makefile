@@ -24,7 +24,7 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/bench_latency.py --out runs/bench.json
+	$(BIN)/python benchmarks/bench_latency.py --backends onnx,ncnn --out runs/bench.json
 
 # The int8 C detector for a Cortex-M4 (1 MB flash, 128 KB RAM) at a 160x120 camera: export, cross-compile,
 # print arm-none-eabi-size and the worst stack depth. MCU_WEIGHTS: weight set; MCU_CALIB: calibration photos.

@@ -5,7 +5,8 @@ photo with a handful of faces, and a 1920x1080 3x2 tiling of six photos. Every d
 the same frames, at each thread count, with warm-up runs first; one timed sample is one call of
 the detector's own detect function on an already decoded image. Throughput: the first 32 val
 photos (ground-truth file order) fitted to 640x480, as one ``detect(list)`` call for openmtcnn
-and a loop for YuNet (it has no list API), in frames per second.
+and a loop for YuNet (it has no list API), in frames per second. ``--backends onnx,ncnn`` times
+openmtcnn on each backend in the same run (``make bench`` does).
 
     .venv/bin/python benchmarks/bench_latency.py --data ../shared/data --out runs/bench.json
 """
@@ -237,11 +238,12 @@ def throughput(frames: list[np.ndarray], threads: list[int], args: argparse.Name
     rows = []
     for t in threads:
         cv2.setNumThreads(t)
-        det = openmtcnn.MTCNN(threads=t)
         h, w = frames[0].shape[:2]
         yunet = cv2.FaceDetectorYN.create(str(args.data / YUNET_FILE), "", (w, h), score_threshold=args.yunet_score)
         bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
-        runs = {"openmtcnn": lambda: det.detect(frames), "yunet": lambda: [yunet.detect(b) for b in bgr]}
+        runs = {OPENMTCNN[b]: (lambda d: lambda: d.detect(frames))(openmtcnn.MTCNN(threads=t, backend=b))
+                for b in args.backends}
+        runs["yunet"] = lambda: [yunet.detect(b) for b in bgr]
         for name, run in runs.items():
             samples = time_calls(run, 1, max(3, args.repeats // 4))
             fps = len(frames) / (float(np.median(samples)) / 1e3)
@@ -263,11 +265,12 @@ class Case:
 
 
 Runner = Callable[[], Boxes]
+OPENMTCNN = {"onnx": "openmtcnn", "ncnn": "openmtcnn-ncnn"}  # detector name per backend
 
 
-def openmtcnn_runner(frame: Frame, threads: int, min_face: int) -> Runner:
+def openmtcnn_runner(frame: Frame, threads: int, min_face: int, backend: str = "onnx") -> Runner:
     import openmtcnn
-    det = openmtcnn.MTCNN(min_face_size=min_face, threads=threads)
+    det = openmtcnn.MTCNN(min_face_size=min_face, threads=threads, backend=backend)
     rgb = frame.image
     return lambda: det.detect(rgb).boxes
 
@@ -355,8 +358,9 @@ def time_runner(run: Runner, warmup: int, repeats: int) -> tuple[list[float], Bo
 def build_runner(case: Case, frame: Frame, args: argparse.Namespace) -> Runner:
     """Set every library's thread count for this case, then build the detector."""
     cv2.setNumThreads(case.threads)  # OpenCV work inside all detectors (openmtcnn's pyramid, YuNet)
-    if case.detector == "openmtcnn":
-        return openmtcnn_runner(frame, case.threads, case.min_face_size)
+    if case.detector in OPENMTCNN.values():
+        backend = next(b for b, name in OPENMTCNN.items() if name == case.detector)
+        return openmtcnn_runner(frame, case.threads, case.min_face_size, backend)
     if case.detector == "yunet":
         return yunet_runner(frame, args.data / YUNET_FILE, args.yunet_score)
     return PEERS[case.detector][1](frame, case.threads, case.min_face_size)
@@ -371,7 +375,7 @@ def run_case(case: Case, frame: Frame, args: argparse.Namespace) -> dict:
     except Skip as e:
         return {**row, "status": f"skipped: {e}"}
     except Exception as e:  # noqa: BLE001 - a failing peer must not sink the whole run
-        if case.detector in ("openmtcnn", "yunet"):
+        if case.detector in ("openmtcnn", "yunet"):  # the default backend and the yardstick must run
             raise
         return {**row, "status": f"error: {type(e).__name__}: {e}"}
     return {**row, "status": "ok", **summarise(samples), "faces": int(len(boxes)),
@@ -384,9 +388,9 @@ def ratios(results: list[dict]) -> list[dict]:
              if r["detector"] == "yunet" and r["status"] == "ok"}
     out = []
     for r in results:
-        if r["detector"] == "openmtcnn" and r["status"] == "ok" and (r["frame"], r["threads"]) in yunet:
+        if r["detector"] in OPENMTCNN.values() and r["status"] == "ok" and (r["frame"], r["threads"]) in yunet:
             y = yunet[(r["frame"], r["threads"])]
-            out.append({"frame": r["frame"], "threads": r["threads"], "min_face_size": r["min_face_size"],
+            out.append({"detector": r["detector"], "frame": r["frame"], "threads": r["threads"], "min_face_size": r["min_face_size"],
                         "openmtcnn_median_ms": r["median_ms"], "yunet_median_ms": y,
                         "ratio": round(r["median_ms"] / y, 3)})
     return out
@@ -434,7 +438,7 @@ def machine_info() -> dict:
 
 
 def print_table(results: list[dict], ratio_rows: list[dict], frames: dict[str, Frame]) -> None:
-    ratio = {(r["frame"], r["threads"], r["min_face_size"]): r["ratio"] for r in ratio_rows}
+    ratio = {(r["detector"], r["frame"], r["threads"], r["min_face_size"]): r["ratio"] for r in ratio_rows}
     head = f"{'frame':<10} {'thr':>3}  {'detector':<16} {'min':>4} {'median':>9} {'p90':>9} {'min':>9} " \
            f"{'faces':>5} {'match/gt':>9} {'x YuNet':>8}"
     print(head)
@@ -446,7 +450,7 @@ def print_table(results: list[dict], ratio_rows: list[dict], frames: dict[str, F
             print(f"{lead} {r['status']}")
             continue
         n_gt = len(frames[r["frame"]].gt_sizes)
-        x = ratio.get((r["frame"], r["threads"], r["min_face_size"])) if r["detector"] == "openmtcnn" else None
+        x = ratio.get((r["detector"], r["frame"], r["threads"], r["min_face_size"]))
         match = f"{r['matched_gt']}/{n_gt}"
         x_yunet = "" if x is None else f"{x:.2f}"
         print(f"{lead} {r['median_ms']:>9.1f} {r['p90_ms']:>9.1f} {r['min_ms']:>9.1f} {r['faces']:>5} "
@@ -498,6 +502,13 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def backend_list(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or set(values) - set(OPENMTCNN):
+        raise argparse.ArgumentTypeError(f"expected backends from {sorted(OPENMTCNN)}, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -510,6 +521,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int_list, default="1,2", help="thread counts, comma-separated")
     p.add_argument("--min-faces", type=int_list, default="20,40", help="MTCNN min face sizes, comma-separated")
     p.add_argument("--yunet-score", type=float, default=0.9, help="YuNet score threshold (OpenCV default 0.9)")
+    p.add_argument("--backends", type=backend_list, default="onnx", help="openmtcnn backends, comma-separated "
+                   "(onnx, ncnn); each is timed in the same run")
     p.add_argument("--no-peers", action="store_true", help="skip facenet_pytorch and mtcnn even if installed")
     p.add_argument("--save-frames", type=Path, default=None, help="write the two test frames as PNGs to this folder")
     args = p.parse_args(argv)
@@ -556,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in frames:
         for t in args.threads:
             cases.append(Case("yunet", name, t, None))
-            cases += [Case("openmtcnn", name, t, m) for m in args.min_faces]
+            cases += [Case(OPENMTCNN[b], name, t, m) for b in args.backends for m in args.min_faces]
             cases += [Case(p, name, t, m) for p, s in peers.items() if s == "available" for m in args.min_faces]
 
     results, started = [], time.perf_counter()
@@ -583,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             "percentiles": "numpy median and 90th percentile (linear interpolation)",
             "yunet": {"model": YUNET_FILE, "score_threshold": args.yunet_score,
                       "nms_threshold": 0.3, "top_k": 5000, "input_size": "frame size"},
-            "openmtcnn": {"weights": "published", "backend": "onnx", "device": "cpu",
+            "openmtcnn": {"weights": "published", "backends": args.backends, "device": "cpu",
                           "other_settings": "package defaults"},
             "matched_gt": f"greedy one-to-one matches of detections to gt boxes (all valid gt faces in the "
                           f"frame) at IoU >= {MATCH_IOU}",

@@ -1,4 +1,4 @@
-"""Face-frames that ``openmtcnn blur`` leaves unmasked in a video, and its frames/s, for --detect-every 1, 2, 3, 5.
+"""Face-frames that ``openmtcnn blur`` leaves unmasked in a video, and its frames/s, for several --detect-every.
 
 The test video is made from one WIDER FACE val photo: a 16:9 window pans back and forth over it
 and zooms in and out, resized to ``--size`` (default 1280x720, 300 frames at 30 fps, a 440 Hz
@@ -10,10 +10,13 @@ the frame, and found by the detector on the still photo (IoU >= 0.4 with a detec
 figures are what the video path loses (tracking, detecting every K frames), not the detector's
 recall. It is *unmasked* when less than half of its visible box lies under the mask of that
 frame, *partly masked* when less than 80% does; the mask is drawn by ``mask_faces`` itself, so
-it has the job's shape and growth. Frames/s is the whole job: decode, detect, track, mask, encode.
+it has the job's shape and growth. Frames/s is the whole job: decode, detect, track, mask, encode;
+``speedup`` is frames/s over that of the first ``--every`` given (the every-frame cascade, K = 1).
+``--keep``, ``--edge-depth`` and ``--no-camera`` set the tracking as the ``blur`` options do.
 
     .venv/bin/python benchmarks/blur_video.py --data ../shared/data --out runs/blur_video.json
     .venv/bin/python benchmarks/blur_video.py --frames 20 --size 320x180 --out /tmp/blur_smoke.json  # quick check
+    .venv/bin/python benchmarks/blur_video.py --every 1 8 --out runs/blur_video_k8.json       # one comparison
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import numpy as np
 from openmtcnn import MTCNN
 from openmtcnn.anonymise.mask import BlurConfig, mask_faces
 from openmtcnn.anonymise.sequence import RECALL_SETTINGS, FrameMasker, SequenceConfig
+from openmtcnn.anonymise.track import TrackConfig
 from openmtcnn.anonymise.video import edit_video
 from openmtcnn.data.sources import read_wider
 from openmtcnn.fileio import write_json
@@ -45,7 +49,7 @@ MIN_FACE = 20  # px high in the frame: smaller faces are not counted
 INSIDE = 0.8  # share of a face's box that must be inside the frame for it to count
 FOUND_IOU = 0.4  # a ground-truth face is found on the still photo when a detection overlaps it this much
 UNMASKED, PARTLY = 0.5, 0.8  # visible box share under the mask below which a face-frame is unmasked / partly masked
-EVERY = (1, 2, 3, 5)
+EVERY = (1, 2, 3, 5, 8)
 
 
 def windows(width: int, height: int, n: int, aspect: float) -> np.ndarray:
@@ -133,6 +137,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT of the video")
     parser.add_argument("--threads", type=int, default=None, help="detector threads (default: all cores)")
+    parser.add_argument("--every", type=int, nargs="+", default=list(EVERY), metavar="K",
+                        help=f"the --detect-every values to run, the first the reference of speedup (default {EVERY})")
+    parser.add_argument("--keep", type=int, default=TrackConfig.keep)
+    parser.add_argument("--edge-depth", type=float, default=SequenceConfig.edge_depth)
+    parser.add_argument("--no-camera", action="store_true")
     parser.add_argument("--out", default="runs/blur_video.json")
     args = parser.parse_args()
     data, size = Path(args.data), tuple(int(v) for v in args.size.lower().split("x"))
@@ -152,23 +161,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "pan_zoom.mp4"
         truth = make_video(video, rgb, faces, args.frames, size)
-        for every in EVERY:
-            config = SequenceConfig(detect_every=every)
+        for every in args.every:
+            config = SequenceConfig(track=TrackConfig(keep=args.keep, camera=not args.no_camera),
+                                    detect_every=every, edge_depth=args.edge_depth)
             masked, rate = run(video, detector, config, Path(tmp))
             shares = coverage(masked, truth, size, config.blur)
             results.append({"detect_every": every, "face_frames": len(shares),
                             "unmasked": float((shares < UNMASKED).mean()) if len(shares) else None,
                             "partly_masked": float((shares < PARTLY).mean()) if len(shares) else None,
-                            "frames_per_s": rate})
+                            "frames_per_s": rate, "speedup": rate / results[0]["frames_per_s"] if results else 1.0})
             print(f"detect every {every}: {results[-1]}", file=sys.stderr)
 
-    print("| --detect-every | face-frames | unmasked (<50% covered) | partly (<80%) | frames/s |\n|---|---|---|---|---|")
+    print("| --detect-every | face-frames | unmasked (<50% covered) | partly (<80%) | frames/s | speedup |\n"
+          "|---|---|---|---|---|---|")
     for r in results:
         share = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         print(f"| {r['detect_every']} | {r['face_frames']} | {share(r['unmasked'])} | {share(r['partly_masked'])} "
-              f"| {r['frames_per_s']:.1f} |")
+              f"| {r['frames_per_s']:.1f} | {r['speedup']:.2f}x |")
     write_json(args.out, {"photo": str(photo.path), "frames": args.frames, "size": list(size), "fps": FPS,
                           "detector": {k: list(v) if isinstance(v, tuple) else v for k, v in RECALL_SETTINGS.items()},
+                          "keep": args.keep, "edge_depth": args.edge_depth, "camera": not args.no_camera,
                           "threads": args.threads, "machine": platform.platform(), "cpus": os.cpu_count(),
                           "results": results}, digits=5)
     return 0

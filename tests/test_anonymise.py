@@ -20,8 +20,8 @@ from _helpers import box_iou
 
 import openmtcnn
 from openmtcnn.anonymise.mask import BlurConfig, grow, mask_faces
-from openmtcnn.anonymise.sequence import FrameMasker, SequenceConfig
-from openmtcnn.anonymise.track import TrackConfig, Tracks, greedy_match
+from openmtcnn.anonymise.sequence import FrameMasker, SequenceConfig, edge_strips
+from openmtcnn.anonymise.track import TrackConfig, Tracks, apply_motion, estimate_motion, greedy_match, to_state
 from openmtcnn.cli.main import main
 from openmtcnn.detect import Detections
 
@@ -399,6 +399,47 @@ def test_greedy_match_takes_the_best_overlap_first():
     assert len(rows) == len(cols) == 0
 
 
+def crowd(n: int, shift: list[float], zoom: float = 1.0) -> np.ndarray:
+    """(n, 12, 4): a grid of 12 faces 30 px wide seen by a camera panning ``shift[i]`` px in frame i, zooming ``zoom``."""
+    xs, ys = np.meshgrid(np.arange(4) * 70 + 40, np.arange(3) * 60 + 30)
+    boxes, out = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 30, ys.ravel() + 36], axis=1).astype(float), []
+    for i in range(n):
+        out.append(boxes)
+        boxes = (boxes - shift[i] * np.array([1, 0, 1, 0])) * zoom
+    return np.array(out)
+
+
+def test_camera_motion_is_estimated_despite_a_face_moving_on_its_own():
+    before = to_state(crowd(1, [0])[0])
+    after = apply_motion(np.array([1.02, -5.0, 3.0]), before)
+    after[4, 0:2] += 40  # someone walks
+    assert np.allclose(estimate_motion(before, after), [1.02, -5.0, 3.0])
+    assert estimate_motion(before[:2], after[:2]) is None  # too few faces to tell
+
+
+def test_a_missed_face_follows_the_crowd_when_the_camera_turns_back():
+    truth = crowd(14, [6] * 8 + [-6] * 6, zoom=1.01)  # a pan that reverses at frame 8, while zooming in
+    off = {}
+    for camera in (True, False):
+        tracks = Tracks(TrackConfig(keep=8, growth=0, camera=camera))
+        for i, boxes in enumerate(truth):
+            tracks.predict()
+            found = boxes[1:] if i >= 6 else boxes  # face 0 is missed from frame 6 on
+            faces = tracks.update(found, np.ones(len(found)))
+        lost = faces.boxes[faces.ids == 0]
+        assert len(lost) == 1
+        off[camera] = box_iou(lost[0], truth[-1][0])
+    assert off[True] > 0.9 and off[False] < 0.3, off  # on its own, the track went on the old way
+
+
+def test_edge_strips_are_the_edges_come_into_view():
+    strips = edge_strips(np.array([-3.0, 0.0, 310.0, 240.0]), 320, 240, depth=20, step=4)
+    assert strips.tolist() == [[290, 0, 320, 240]]  # 10 px new on the right: a strip 30 px deep
+    strips = edge_strips(np.array([6.0, 5.0, 314.0, 235.0]), 320, 240, depth=20, step=4)
+    assert strips.tolist() == [[0, 0, 26, 240], [0, 0, 320, 25], [294, 0, 320, 240], [0, 215, 320, 240]]
+    assert len(edge_strips(np.array([-5.0, -5.0, 330.0, 250.0]), 320, 240, depth=20, step=4)) == 0  # zooming in
+
+
 class StubDetector:
     """Records which stage API each frame used, and the boxes rescoring was given; finds ``moving_face``."""
 
@@ -428,6 +469,33 @@ def test_frame_masker_runs_the_full_cascade_every_k_frames():
     assert stub.calls == ["detect" if i % 3 == 0 else "rescore" for i in range(10)]
     for i, boxes in stub.given:  # R-Net and O-Net look where the track predicts the face
         assert len(boxes) == 1 and box_iou(boxes[0], stub.truth[i]) > 0.7
+
+
+class PanningStub(StubDetector):
+    """A crowd panning left in the frame (the camera turns right), 5 px a frame; P-Net proposes a box per scan."""
+
+    def __init__(self):
+        super().__init__()
+        self.truth, self.scanned = crowd(10, [5] * 10), []
+
+    def found(self) -> Detections:
+        boxes = self.truth[len(self.calls) - 1].astype(np.float32)
+        return Detections(boxes, np.ones(len(boxes), np.float32), np.zeros((len(boxes), 5, 2), np.float32))
+
+    def run(self, image, until):
+        self.scanned.append((len(self.calls), image.shape[:2]))
+        return Detections(np.array([[1.0, 2.0, 21.0, 22.0]]), np.ones(1), None)
+
+
+def test_frame_masker_scans_the_edge_coming_into_view_between_full_frames():
+    stub = PanningStub()
+    masker = FrameMasker(stub, SequenceConfig(detect_every=5, edge_depth=20, edge_step=8))
+    for frame in np.zeros((10, 240, 320, 3), np.uint8):
+        masker.find(frame)
+    # the camera's motion is known from frame 2 on; 10 px come into view on the right every other frame
+    assert stub.scanned == [(3, (240, 30)), (7, (240, 30)), (9, (240, 30))]
+    for i, boxes in stub.given:  # the proposal, moved from its strip into the frame, goes to R-Net and O-Net
+        assert ([291, 2, 311, 22] in boxes.round().tolist()) == (i in (3, 7, 9))
 
 
 # ---- the package ------------------------------------------------------------------------------------

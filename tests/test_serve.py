@@ -25,6 +25,7 @@ uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from openmtcnn import MTCNN  # noqa: E402
+from openmtcnn.detect.cascade import to_dicts  # noqa: E402
 from openmtcnn.serve import ServeConfig, Settings  # noqa: E402
 from openmtcnn.serve.app import create_app, server_options  # noqa: E402
 
@@ -257,12 +258,52 @@ def test_settings_cache_keeps_a_few_detectors():
     assert [s.min_face for s in service.detectors] == [40, 30]
 
 
+
+def test_batch_pixels_splits_a_batch_and_memory_is_released(small_png, small_faces, monkeypatch):
+    """A batch whose images hold more than batch_pixels runs as several detect calls, each image's faces as
+    alone; a bad image keeps its error; the allocator's free memory is released after every batch."""
+    from openmtcnn.detect.image import ImageError
+    from openmtcnn.serve import app as serve_app
+
+    released: list[int] = []
+    monkeypatch.setattr(serve_app, "release_memory", lambda: released.append(1))
+    calls: list[int] = []
+    settings = ServeConfig().settings()
+    items = [serve_app.Item(small_png, settings) for _ in range(5)]
+    items.insert(2, serve_app.Item(b"not an image", settings))
+    service = serve_app.Service(ServeConfig(batch_pixels=2 * 160 * 120), counting(calls))
+    results = service.detect_batch(items)
+    assert calls == [2, 2, 1] and released == [1]
+    assert isinstance(results[2], ImageError)
+    for r in results[:2] + results[3:]:
+        assert r.image.shape == (120, 160, 3) and as_json(to_dicts(r.detections)) == small_faces
+    calls.clear()
+    service = serve_app.Service(ServeConfig(batch_pixels=None, release_memory=False), counting(calls))
+    service.detect_batch(items)
+    assert calls == [5] and released == [1]
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="batch_pixels"):
+            ServeConfig(batch_pixels=bad)
+    serve_app._trim()  # the real one: glibc's malloc_trim here, a no-op elsewhere; must not fail
+
 # ---- processes --------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_cli_memory_options_reach_the_config():
+    """--batch-pixels and --no-release-memory set the ServeConfig; 0 lifts the cap."""
+    from openmtcnn.cli.main import build_parser
+    from openmtcnn.cli.serve import config_from_args
+
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["serve"])).batch_pixels == ServeConfig().batch_pixels
+    cfg = config_from_args(parse(["serve", "--batch-pixels", "0", "--no-release-memory"]))
+    assert cfg.batch_pixels is None and cfg.release_memory is False
+    assert config_from_args(parse(["serve", "--batch-pixels", "1000000"])).batch_pixels == 1_000_000
 
 
 def test_cli_with_two_worker_processes(repo_root, small_png, small_faces):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from openmtcnn.anonymise.mask import MODES, SHAPES, BlurConfig
 from openmtcnn.anonymise.sequence import RECALL_SETTINGS
+from openmtcnn.anonymise.track import TrackConfig
 from openmtcnn.cli.detect import VIDEO_EXTS, collect, unwritable
 from openmtcnn.cli.errors import UsageError, exit_code
 from openmtcnn.cli.options import add_detector_args, make_detector
@@ -88,14 +89,14 @@ def blur_video(detector, path: Path, out_path: Path | None, config, log: BoxLog,
 def sequence_config(args: argparse.Namespace):
     """The masking, tracking and detection schedule the options ask for (a bad value is a usage error)."""
     from openmtcnn.anonymise.sequence import SequenceConfig
-    from openmtcnn.anonymise.track import TrackConfig
 
     try:
         return SequenceConfig(blur=BlurConfig(mode=args.mode, shape=args.shape, mask_scale=args.mask_scale),
-                              track=TrackConfig(keep=args.keep), detect_every=args.detect_every)
+                              track=TrackConfig(keep=args.keep, camera=not args.no_camera),
+                              detect_every=args.detect_every, edge_depth=args.edge_depth)
     except ValueError as e:
         raise UsageError(str(e).replace("mask_scale", "--mask-scale").replace("detect_every", "--detect-every")
-                         .replace("keep ", "--keep ")) from None
+                         .replace("keep ", "--keep ").replace("edge_depth", "--edge-depth")) from None
 
 
 def check_paths(args: argparse.Namespace, inputs: list[tuple[Path, Path]], out: Path | None) -> None:
@@ -173,11 +174,18 @@ def register(groups) -> None:
     p.add_argument("--shape", choices=SHAPES, default="ellipse", help="mask shape (default ellipse)")
     p.add_argument("--mask-scale", type=float, default=1.3,
                    help="each face box's sides are multiplied by this before masking (default 1.3)")
-    p.add_argument("--keep", type=int, default=5,
-                   help="videos: frames a face stays masked after the detector last found it (default 5)")
+    p.add_argument("--keep", type=int, default=TrackConfig.keep,
+                   help="videos: frames a face stays masked after the detector last found it; with --detect-every K, "
+                        f"at least K (default {TrackConfig.keep})")
     p.add_argument("--detect-every", type=int, default=1, metavar="K",
                    help="videos: the full detector every K frames, only R-Net and O-Net on the followed faces "
                         "in between (faster; new faces wait for the next full frame; default 1)")
+    p.add_argument("--edge-depth", type=float, default=48.0, metavar="PX",
+                   help="videos, with --detect-every K > 1: between full frames, P-Net scans the edges the camera "
+                        "brings into view, this many px past them, for faces coming in (0: off; default 48)")
+    p.add_argument("--no-camera", action="store_true",
+                   help="videos: follow each face on its own, without estimating the camera's pan and zoom "
+                        "from all of them (also turns off the edge scan)")
     p.add_argument("--boxes", help="write the masked boxes to this file, one JSON line per image or video frame")
     p.add_argument("--quiet", action="store_true", help="print only errors")
     add_detector_args(p, min_face=RECALL_SETTINGS["min_face_size"], thresholds=RECALL_SETTINGS["thresholds"])

@@ -14,7 +14,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         return ServeConfig(host=args.host, port=args.port, workers=args.workers, batching=not args.no_batching,
                            batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch, queue=args.queue,
                            retry_after=args.retry_after, max_bytes=args.max_bytes,
-                           max_pixels=args.max_pixels or None, detectors=args.detectors, access_log=args.access_log,
+                           max_pixels=args.max_pixels or None, batch_pixels=args.batch_pixels or None,
+                           release_memory=not args.no_release_memory, detectors=args.detectors, access_log=args.access_log,
                            min_face=args.min_face, scale_factor=args.scale_factor, thresholds=tuple(args.thresholds),
                            weights=args.weights, device=args.device, threads=args.threads)
     except ValueError as e:
@@ -52,6 +53,11 @@ def register(groups) -> None:
     p.add_argument("--max-pixels", type=int, default=d.max_pixels,
                    help=f"image limit in pixels, also for the first pyramid level; more gets 413 "
                         f"(default {d.max_pixels}; 0: no limit)")
+    p.add_argument("--batch-pixels", type=int, default=d.batch_pixels,
+                   help=f"pixels in one batched detect call at most, which bounds its memory "
+                        f"(default {d.batch_pixels}; 0: no limit)")
+    p.add_argument("--no-release-memory", action="store_true",
+                   help="keep freed memory in the process after each detect call (default: handed back)")
     p.add_argument("--detectors", type=int, default=d.detectors,
                    help=f"detectors kept for distinct per-request settings (default {d.detectors})")
     p.add_argument("--access-log", action="store_true", help="log every request")

@@ -6,6 +6,7 @@ process makes its detector in the app's lifespan, after it has started, so nothi
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import os
 from collections import OrderedDict
@@ -98,28 +99,76 @@ class Service:
         return self.detectors[settings]
 
     def detect_batch(self, items: list[Item]) -> list[Union[Found, Exception]]:
-        """Each item's faces, or the error saying why its image cannot be used: one detect call per settings."""
+        """Each item's faces, or the error saying why its image cannot be used: one detect call per settings,
+        or several in turn where the images hold more than ``batch_pixels`` pixels; then the free memory goes
+        back to the system (``release_memory``)."""
+        try:
+            return self.detect_groups(items)
+        finally:
+            if self.config.release_memory:
+                release_memory()
+
+    def detect_groups(self, items: list[Item]) -> list[Union[Found, Exception]]:
         results: list[Union[Found, Exception, None]] = [None] * len(items)
         groups: dict[Settings, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault(item.settings, []).append(i)
+        limit = self.config.batch_pixels
         for settings, indices in groups.items():
             detector = self.detector(settings)
             images: dict[int, np.ndarray] = {}
-            for i in indices:
+            pixels = 0
+            for i in indices:  # decoded in turn: a call starts as soon as the next image would go over the limit
                 try:
-                    images[i] = read(detector, items[i].body)
+                    image = read(detector, items[i].body)
                 except ImageError as e:
                     results[i] = e
-            if len(images) == 1:  # a lone image gets all the detector's threads on its pyramid
-                found = [detector.detect(next(iter(images.values())))]
-            elif images:
-                found = detector.detect(list(images.values()), return_exceptions=True)
-            else:
-                found = []
-            for (i, image), d in zip(images.items(), found):
-                results[i] = d if isinstance(d, Exception) else Found(image, d)
-        return results
+                    continue
+                size = image.shape[0] * image.shape[1]
+                if images and limit is not None and pixels + size > limit:
+                    self.detect_images(detector, images, results)
+                    images, pixels = {}, 0
+                images[i], pixels = image, pixels + size
+            self.detect_images(detector, images, results)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def detect_images(detector: MTCNN, images: dict[int, np.ndarray], results: list) -> None:
+        """One detect call on ``images`` (by item index); each one's ``Found`` or error into ``results``."""
+        if len(images) == 1:  # a lone image gets all the detector's threads on its pyramid
+            found = [detector.detect(next(iter(images.values())))]
+        elif images:
+            found = detector.detect(list(images.values()), return_exceptions=True)
+        else:
+            found = []
+        for (i, image), d in zip(images.items(), found):
+            results[i] = d if isinstance(d, Exception) else Found(image, d)
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, or a no-op where the C library has none (e.g. macOS, Windows)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+_trim = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the C allocator's free memory back to the system.
+
+    A batch's large arrays (decoded images, summed-area tables, crop batches: tens of MiB each) are
+    allocated and freed by several threads; glibc keeps freed memory in its per-thread arenas for
+    reuse (its mmap threshold rises to the largest block freed, up to 32 MiB, so such arrays come
+    from the arenas rather than from mmap), and fragments that are never handed back make the
+    resident size grow from one batch to the next. ``malloc_trim`` gives every free page of every
+    arena back, so between batches the process holds its live data and ONNX Runtime's arena only.
+    """
+    _trim()
 
 
 def server_options(config: ServeConfig) -> dict:

@@ -28,6 +28,12 @@ class ServeConfig:
     retry_after: int = 1  # seconds a 503 asks the client to wait (its Retry-After header)
     max_bytes: int = 20 * 2**20  # request body limit; more gets 413
     max_pixels: Optional[int] = 2**24  # image (and first pyramid level) limit; more gets 413. None: no limit
+    # decoded pixels in one detect call at most: a batch whose images hold more runs as several calls, in turn,
+    # so a batch's transient memory is no more than one image of that many pixels needs. None: no limit
+    batch_pixels: Optional[int] = 2**24
+    # hand the C allocator's free memory back to the system after every detect call (glibc's malloc_trim;
+    # a no-op elsewhere): without it the free memory of a batch's large arrays stays with the process
+    release_memory: bool = True
     detectors: int = 4  # detectors kept for distinct per-request settings (least recently used dropped)
     access_log: bool = False
     # the detector's settings; min_face and thresholds are the defaults of per-request query options
@@ -52,8 +58,10 @@ class ServeConfig:
                 raise ValueError(f"{name} must be an integer >= {0 if name == 'port' else 1}, got {value!r}")
         if not (math.isfinite(self.batch_wait_ms) and 0 <= self.batch_wait_ms <= 1000):
             raise ValueError(f"batch_wait_ms must be in [0, 1000], got {self.batch_wait_ms!r}")
-        if self.max_pixels is not None and not (isinstance(self.max_pixels, int) and self.max_pixels >= 1):
-            raise ValueError(f"max_pixels must be an integer >= 1 or None (no limit), got {self.max_pixels!r}")
+        for name in ("max_pixels", "batch_pixels"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None (no limit), got {value!r}")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             raise ValueError(f"threads must be an integer >= 1 or None, got {self.threads!r}")
 
