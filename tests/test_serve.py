@@ -294,6 +294,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_release_memory_turns_onnx_runtimes_arena_off(monkeypatch):
+    """With release_memory and batching (the defaults) the server's detectors' sessions have no CPU arena,
+    which never shrinks; otherwise they keep the library's default (arena on)."""
+    from openmtcnn.runtime import onnx as ort_runtime
+    from openmtcnn.serve import app as serve_app
+
+    monkeypatch.setitem(ort_runtime._CPU_ARENA, "on", True)  # whatever the test does, restored after it
+    settings = Settings(min_face=20, thresholds=(0.6, 0.7, 0.7))
+    serve_app.detector_factory(ServeConfig(release_memory=False))(settings)
+    assert ort_runtime.session_options(1).enable_cpu_mem_arena is True
+    serve_app.detector_factory(ServeConfig(batching=False))(settings)
+    assert ort_runtime.session_options(1).enable_cpu_mem_arena is True
+    serve_app.detector_factory(ServeConfig())(settings)
+    assert ort_runtime.session_options(1).enable_cpu_mem_arena is False
+
+
 def test_cli_memory_options_reach_the_config():
     """--batch-pixels and --no-release-memory set the ServeConfig; 0 lifts the cap."""
     from openmtcnn.cli.main import build_parser

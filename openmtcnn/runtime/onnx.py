@@ -27,6 +27,18 @@ def providers_for(device: str | None) -> list[str]:
     raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
 
 
+_CPU_ARENA = {"on": True}
+
+
+def use_cpu_arena(on: bool) -> None:
+    """Whether sessions made from now on keep ONNX Runtime's CPU memory arena (on by default).
+
+    The arena grows to the largest inputs a session has seen and never gives memory back; a
+    long-running server turns it off, so that what a batch frees can go back to the system.
+    """
+    _CPU_ARENA["on"] = bool(on)
+
+
 def session_options(threads: int | None) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -35,6 +47,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     if threads:
         opts.intra_op_num_threads = int(threads)
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = _CPU_ARENA["on"]
     # Idle workers must not spin: between net calls the cascade does NumPy and OpenCV work.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

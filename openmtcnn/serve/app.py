@@ -27,6 +27,7 @@ from openmtcnn.anonymise import BlurConfig, anonymise
 from openmtcnn.detect import pyramid_scales
 from openmtcnn.detect.cascade import to_dicts
 from openmtcnn.detect.image import ImageError, ImageTooLarge
+from openmtcnn.runtime.onnx import use_cpu_arena
 from openmtcnn.serve.batching import Batcher, QueueFull
 from openmtcnn.serve.config import ServeConfig, Settings
 
@@ -55,6 +56,9 @@ def detector_factory(config: ServeConfig) -> DetectorFactory:
         threads = max(1, (os.cpu_count() or 1) // config.workers)
 
     def make(settings: Settings) -> MTCNN:
+        # ONNX Runtime's arena grows to the largest batch it has seen and never shrinks: off when batching,
+        # so that memory freed after a batch can go back (one image at a time, it stays small and is faster)
+        use_cpu_arena(not (config.release_memory and config.batching))
         return MTCNN(min_face_size=settings.min_face, scale_factor=config.scale_factor,
                      thresholds=settings.thresholds, weights=config.weights, backend=config.backend,
                      device=config.device, threads=threads, max_pixels=config.max_pixels)

@@ -33,6 +33,7 @@ class ServeConfig:
     batch_pixels: Optional[int] = 2**24
     # hand the C allocator's free memory back to the system after every detect call (glibc's malloc_trim;
     # a no-op elsewhere): without it the free memory of a batch's large arrays stays with the process
+    # (and, when batching, ONNX Runtime's CPU arena off: it keeps the largest batch's memory for good)
     release_memory: bool = True
     detectors: int = 4  # detectors kept for distinct per-request settings (least recently used dropped)
     access_log: bool = False
