@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -241,8 +242,7 @@ def throughput(frames: list[np.ndarray], threads: list[int], args: argparse.Name
         h, w = frames[0].shape[:2]
         yunet = cv2.FaceDetectorYN.create(str(args.data / YUNET_FILE), "", (w, h), score_threshold=args.yunet_score)
         bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
-        runs = {OPENMTCNN[b]: (lambda d: lambda: d.detect(frames))(openmtcnn.MTCNN(threads=t, backend=b))
-                for b in args.backends}
+        runs = {OPENMTCNN[b]: partial(openmtcnn.MTCNN(threads=t, backend=b).detect, frames) for b in args.backends}
         runs["yunet"] = lambda: [yunet.detect(b) for b in bgr]
         for name, run in runs.items():
             samples = time_calls(run, 1, max(3, args.repeats // 4))

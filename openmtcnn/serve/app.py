@@ -55,10 +55,11 @@ def detector_factory(config: ServeConfig) -> DetectorFactory:
     if threads is None and config.workers > 1:  # share the cores out, rather than every worker taking all of them
         threads = max(1, (os.cpu_count() or 1) // config.workers)
 
+    # ONNX Runtime's arena grows to the largest batch it has seen and never shrinks: off when batching,
+    # so that memory freed after a batch can go back (one image at a time, it stays small and is faster)
+    use_cpu_arena(not (config.release_memory and config.batching))
+
     def make(settings: Settings) -> MTCNN:
-        # ONNX Runtime's arena grows to the largest batch it has seen and never shrinks: off when batching,
-        # so that memory freed after a batch can go back (one image at a time, it stays small and is faster)
-        use_cpu_arena(not (config.release_memory and config.batching))
         return MTCNN(min_face_size=settings.min_face, scale_factor=config.scale_factor,
                      thresholds=settings.thresholds, weights=config.weights, backend=config.backend,
                      device=config.device, threads=threads, max_pixels=config.max_pixels)
@@ -170,7 +171,8 @@ def release_memory() -> None:
     reuse (its mmap threshold rises to the largest block freed, up to 32 MiB, so such arrays come
     from the arenas rather than from mmap), and fragments that are never handed back make the
     resident size grow from one batch to the next. ``malloc_trim`` gives every free page of every
-    arena back, so between batches the process holds its live data and ONNX Runtime's arena only.
+    arena back; with ONNX Runtime's arena off when batching (``detector_factory``), between batches
+    the process holds its live data only.
     """
     _trim()
 
