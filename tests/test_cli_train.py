@@ -20,6 +20,9 @@ def test_usage_errors(tmp_path, capsys):
     assert "--data MINED RANDOM" in capsys.readouterr().err
     assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--mix", "3", "-1", "1", "2"]) == 1
     assert "mix must be four non-negative ratios" in capsys.readouterr().err
+    assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--task-weights", "1", "0.5", "-1"]) == 1
+    assert "task_weights must be three non-negative weights" in capsys.readouterr().err
     assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--train-only", "heads.lmk"]) == 1
     assert "'heads.lmk' names no parameter" in capsys.readouterr().err
     assert main(["data", "onet", "--random", "--landmark-boxes", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2

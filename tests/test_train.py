@@ -121,6 +121,23 @@ def test_bad_configs_are_value_errors():
         TrainConfig(stage="pnet", jitter=1.5)
     with pytest.raises(ValueError, match="names no parameter"):
         TrainConfig(stage="onet", train_only=("heads.landmark",))
+    with pytest.raises(ValueError, match="task_weights"):
+        TrainConfig(stage="onet", task_weights=(1.0, 0.5))
+    with pytest.raises(ValueError, match="task_weights"):
+        TrainConfig(stage="onet", task_weights=(1.0, -0.5, 1.0))
+
+
+def test_task_weights_default_to_the_papers_and_weigh_the_trained_loss(tmp_path):
+    assert TrainConfig(stage="pnet").task_weights == (1.0, 0.5, 0.5)
+    assert TrainConfig(stage="onet").task_weights == (1.0, 0.5, 1.0)
+    runs = {}
+    for name, weights in {"paper": None, "landmarks x4": (1.0, 0.5, 2.0)}.items():
+        cfg = TrainConfig(stage="pnet", epochs=1, batch_size=64, steps_per_epoch=1, threads=1, task_weights=weights)
+        runs[name] = train(ToySamples(), tmp_path / name, cfg, show_progress=False)["history"][0]
+    a, b = runs["paper"], runs["landmarks x4"]  # one identical first step: only the weighting differs
+    assert a["train_landmark_loss"] == pytest.approx(b["train_landmark_loss"]) and a["train_landmark_loss"] > 0
+    extra = b["train_loss"] - a["train_loss"]
+    assert extra == pytest.approx(1.5 * a["train_landmark_loss"], rel=1e-4)
 
 
 def test_flip_mirrors_faces_and_offsets_and_shade_changes_only_pixels():

@@ -40,7 +40,7 @@ def train_config(stage: str, args: argparse.Namespace):
     return TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
                        batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps, seed=args.seed,
                        device=args.device, threads=args.threads, init=args.init, jitter=args.jitter,
-                       mix=tuple(args.mix), train_only=tuple(args.train_only or ()))
+                       mix=tuple(args.mix), train_only=tuple(args.train_only or ()), task_weights=args.task_weights)
 
 
 def distillation(args: argparse.Namespace):
@@ -160,6 +160,8 @@ def register(groups) -> None:
                         "(e.g. 0.2; default 0, off)")
     p.add_argument("--mix", type=int, nargs=4, default=[3, 1, 1, 2], metavar=("NEG", "POS", "PART", "LMK"),
                    help="samples of each kind per batch, as ratios (default 3 1 1 2)")
+    p.add_argument("--task-weights", type=float, nargs=3, metavar=("CLS", "BOX", "LMK"),
+                   help="loss weights of the three tasks (default: the paper's, 1 0.5 0.5; O-Net 1 0.5 1)")
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     p.add_argument("--variant", help="model family to train (published, paper, lite, large-pnet, mcu; "
                    "default: the paper's nets with landmark heads)")

@@ -41,6 +41,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # default: one pass over the positives
     val_fraction: float = 0.05
     ohem_keep: float = 0.7
+    task_weights: tuple[float, float, float] | None = None  # cls, box, landmarks; default: the paper's for the stage
     flip: bool = True  # mirror face/box samples at random (landmark samples were augmented already)
     jitter: float = 0.0  # photometric: contrast x U(1-j, 1+j), brightness + U(-j, j) * 128 per sample (0: off)
     seed: int = 0
@@ -55,6 +56,10 @@ class TrainConfig:
         if self.stage not in TASK_WEIGHTS:
             raise ValueError(f"stage must be one of {list(TASK_WEIGHTS)}, got {self.stage!r}")
         self.model = self.model or DEFAULT_MODELS[self.stage]
+        self.task_weights = tuple(self.task_weights or TASK_WEIGHTS[self.stage])
+        if len(self.task_weights) != 3 or min(self.task_weights) < 0:
+            raise ValueError(f"task_weights must be three non-negative weights (cls, box, landmarks), "
+                             f"got {self.task_weights}")
         if model_spec(self.model).stage != self.stage:
             raise ValueError(f"model {self.model!r} is not a {self.stage} variant")
         if not 0 <= self.jitter < 1:
@@ -121,7 +126,7 @@ def evaluate(net, samples, val: dict, cfg: TrainConfig, device: torch.device) ->
     for start in range(0, len(idx), 1024):
         x, kind, box, lmk = to_tensors(samples[idx[start:start + 1024]], device)
         out = net(x)
-        loss = mtcnn_loss(out, kind, box, lmk, TASK_WEIGHTS[cfg.stage], ohem_keep=1.0)
+        loss = mtcnn_loss(out, kind, box, lmk, cfg.task_weights, ohem_keep=1.0)
         sums += [loss.total.item(), loss.cls.item(), loss.box.item(), loss.landmarks.item()]
         batches += 1
         prob = torch.softmax(out[0].flatten(1), 1)[:, 1]
@@ -142,6 +147,7 @@ def config_dict(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
     d["mix"] = list(cfg.mix)
     d["train_only"] = list(cfg.train_only)
+    d["task_weights"] = list(cfg.task_weights)
     d["model_kwargs"] = overrides_json(cfg.model_kwargs)
     return d
 
@@ -247,7 +253,6 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
             print(f"resuming from {last} after epoch {start} of {cfg.epochs}", file=sys.stderr)
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     train_idx, val_idx = split_indices(samples.indices_by_kind(), cfg.val_fraction, cfg.seed)
-    weights = TASK_WEIGHTS[cfg.stage]
     with exact_on_cuda(device):  # TF32 off, deterministic cuDNN: a resumed run repeats an unbroken one
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
@@ -262,7 +267,7 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
                 shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
                 x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
                 outputs = model(x)
-                loss = mtcnn_loss(outputs, kind, box, lmk, weights, cfg.ohem_keep)
+                loss = mtcnn_loss(outputs, kind, box, lmk, cfg.task_weights, cfg.ohem_keep)
                 total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
                 opt.zero_grad(set_to_none=True)
                 total.backward()
