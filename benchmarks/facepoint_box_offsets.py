@@ -3,9 +3,10 @@
 CNN_FacePoint boxes run from the brows to the mouth; WIDER's from the hairline to below the chin.
 This matches a weight set's detections (IoU >= 0.4) to each CNN_FacePoint train face and prints the
 median offsets (x1, y1, x2, y2) / (w, h, w, h) that turn the one convention into the other; the
-``trained-subset`` figures are the constants of ``openmtcnn.data.sources.FACEPOINT_TO_WIDER``.
+figures of the former 958-picture set (``trained-subset``) are the constants of
+``openmtcnn.data.sources.FACEPOINT_TO_WIDER``.
 
-    python benchmarks/facepoint_box_offsets.py ../shared/data/cnn_facepoint --weights trained-subset published
+    python benchmarks/facepoint_box_offsets.py ../shared/data/cnn_facepoint --weights trained published
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def offsets(weights: str, faces: list, threads: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root", help="CNN_FacePoint root (trainImageList.txt)")
-    ap.add_argument("--weights", nargs="+", default=["trained-subset"])
+    ap.add_argument("--weights", nargs="+", default=["trained"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     faces = read_facepoint(f"{args.root}/trainImageList.txt", args.root)

@@ -6,7 +6,7 @@ list's boxes places points well only in that frame. This runs O-Net alone on the
 each test face's box, as listed and as moved to WIDER's convention, and prints mean NME
 (inter-ocular) and the failure rate at 0.1 for each weight set.
 
-    python benchmarks/landmark_frame.py ../shared/data/cnn_facepoint --weights published trained-subset
+    python benchmarks/landmark_frame.py ../shared/data/cnn_facepoint --weights published trained
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def onet_points(nets, faces: list) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", help="CNN_FacePoint root (testImageList.txt)")
-    ap.add_argument("--weights", nargs="+", default=["published", "trained-subset"])
+    ap.add_argument("--weights", nargs="+", default=["published", "trained"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     faces = read_facepoint(Path(args.root) / "testImageList.txt", args.root)

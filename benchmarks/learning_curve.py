@@ -31,8 +31,9 @@ PUBLISHED_AP = {"easy": 0.8670, "medium": 0.8283, "hard": 0.5457}  # README, def
 LANDMARKS = "../shared/data/cnn_facepoint"
 
 # The recipe of the shipped `trained` weights, step by step ({W}: WIDER root, {L}: CNN_FacePoint root,
-# {R}: run folder). R-Net and O-Net learn from mined crops plus jittered squares around the faces;
-# O-Net's landmark head is then retrained alone on landmark samples cut in WIDER's frame.
+# {R}: run folder). R-Net and O-Net learn from mined crops plus jittered squares around the faces; O-Net
+# also from landmark samples cut in WIDER's frame, its landmark loss weighted 3, and its landmark head
+# is then retrained alone on those.
 RECIPE = [
     "data pnet --wider {W} --landmarks {L} --out {R}/samples",
     "train pnet --data {R}/samples/12 --out {R}/pnet --epochs 48 --threads 2",
@@ -43,9 +44,10 @@ RECIPE = [
     "export trained {R} --out {R}/weights_onet_mining",
     "data onet --weights {R}/weights_onet_mining --wider {W} --landmarks {L} --out {R}/samples",
     "data onet --random --wider {W} --out {R}/random --seed 1",
-    "train onet --data {R}/samples/48 {R}/random/48 --out {R}/onet --epochs 14 --steps 400 --threads 2 --mix 3 2 1 2",
-    "export trained {R} --out {R}/weights",
     "data onet --landmarks-only --wider {W} --landmarks {L} --landmark-frame wider --out {R}/lmk",
+    "train onet --data {R}/samples/48 {R}/random/48 {R}/lmk/48 --out {R}/onet --epochs 14 --steps 400 --threads 2 "
+    "--mix 2 3 1 3 --jitter 0.2 --task-weights 1 0.5 3",
+    "export trained {R} --out {R}/weights",
     "train onet --data {R}/lmk/48 --init {R}/onet/best.pt --train-only heads.landmarks --mix 0 0 0 1 "
     "--out {R}/onet_lmkhead --epochs 6 --steps 400 --threads 2",
     "export trained {R} --use onet={R}/onet_lmkhead/best.pt --out {R}/weights_final",

@@ -95,7 +95,8 @@ def read_facepoint(listfile: str | Path, images: str | Path) -> list[FacePoint]:
 
 # CNN_FacePoint boxes run from the brows to the mouth, WIDER's from the hairline to below the chin.
 # Offsets (x1, y1, x2, y2) as fractions of the CNN_FacePoint box's (w, h, w, h) that move one to the
-# other: medians over the 5,849 train faces of the matched trained-subset detections
+# other: medians over the 5,849 train faces of the matched detections of the 958-picture set (trained-subset, since
+# replaced by trained)
 # (benchmarks/facepoint_box_offsets.py; the published nets give -0.038 -0.300 0.034 0.109).
 FACEPOINT_TO_WIDER = (-0.027, -0.294, 0.063, 0.133)
 
