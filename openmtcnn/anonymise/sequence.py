@@ -43,18 +43,24 @@ class SequenceConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
 
+def new_edges(seen: np.ndarray, width: int, height: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Px of the frame outside ``seen`` at each edge (left, top, right, bottom), and which of them reach ``step``."""
+    gaps = np.array([seen[0], seen[1], width - seen[2], height - seen[3]])
+    return gaps, gaps >= max(step, 1e-9)
+
+
 def edge_strips(seen: np.ndarray, width: int, height: int, depth: float, step: float) -> np.ndarray:
     """(N, 4) x0 y0 x1 y1 integer strips along the edges of the frame that lie outside ``seen`` by ``step`` px or more.
 
     Each strip reaches ``depth`` px past the part not seen, into the part seen: a face cut by
     the edge of the last look lies whole inside it.
     """
-    gaps = np.array([seen[0], seen[1], width - seen[2], height - seen[3]])  # left, top, right, bottom
+    gaps, scanned = new_edges(seen, width, height, step)
     reach = np.ceil(np.round(np.clip(gaps, 0, None) + depth, 3))
     strips = np.array([[0, 0, reach[0], height], [0, 0, width, reach[1]],
                        [width - reach[2], 0, width, height], [0, height - reach[3], width, height]])
     strips = np.clip(strips, 0, [width, height, width, height]).astype(int)
-    return strips[gaps >= max(step, 1e-9)]
+    return strips[scanned]
 
 
 class FrameMasker:
@@ -88,8 +94,8 @@ class FrameMasker:
         strips = edge_strips(self.seen, width, height, self.config.edge_depth, self.config.edge_step)
         proposals = [self.detector.run(frame[y0:y1, x0:x1], until="pnet").boxes + [x0, y0, x0, y0]
                      for x0, y0, x1, y1 in strips]
-        gaps = np.concatenate([self.seen[0:2], [width, height] - self.seen[2:4]])
-        self.seen = np.where(gaps >= max(self.config.edge_step, 1e-9), [0.0, 0.0, width, height], self.seen)
+        scanned = new_edges(self.seen, width, height, self.config.edge_step)[1]
+        self.seen = np.where(scanned, [0.0, 0.0, width, height], self.seen)  # each edge scanned is seen to the frame's
         return np.vstack([np.zeros((0, 4)), *proposals])
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Faces]:
