@@ -10,9 +10,10 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 
-def pnet_map_size(n: int) -> int:
-    """Output map side of a P-Net on an n-pixel side: conv3, maxpool2 (ceil), conv3, conv3."""
-    return -(-(n - 2) // 2) - 4
+def pnet_map_size(n: int, stem: str = "pool") -> int:
+    """Output map side of a P-Net on an n-pixel side: conv3, maxpool2 (ceil), conv3, conv3; with the
+    "stride" stem conv4 at stride 2 (floor), conv3, conv3: one window fewer at an odd side."""
+    return (-(-(n - 2) // 2) if stem == "pool" else (n - 4) // 2 + 1) - 4
 
 
 def random_images(shape, seed=0) -> np.ndarray:
@@ -87,12 +88,14 @@ def test_model_forward(name):
         assert isinstance(out, tuple) and len(out) == len(expected_channels)
         for t, c in zip(out, expected_channels):
             if spec.stage == "pnet":
-                assert tuple(t.shape) == (n, c, pnet_map_size(h), pnet_map_size(w))
+                stem = spec.kwargs.get("stem", "pool")
+                assert tuple(t.shape) == (n, c, pnet_map_size(h, stem), pnet_map_size(w, stem))
             else:
                 assert tuple(t.shape) == (n, c)
             assert torch.isfinite(t).all()
     if spec.stage == "pnet":
-        assert pnet_map_size(12) == 1 and (pnet_map_size(37), pnet_map_size(53)) == (14, 22)
+        assert pnet_map_size(12) == pnet_map_size(12, "stride") == 1
+        assert (pnet_map_size(37), pnet_map_size(53), pnet_map_size(38, "stride")) == (14, 22, 14)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).stage != "pnet"])
@@ -281,3 +284,25 @@ def test_shipped_onnx_files_are_runtime_graphs():
         for stage in STAGES:
             ops = {n.op_type for n in onnx.load(str(onnx_path(name, stage))).graph.node}
             assert not {"PRelu", "Softmax"} & ops, (name, stage)
+
+
+@pytest.mark.parametrize("name", list_models("pnet"))
+def test_pnet_window_is_12_at_stride_2(name):
+    """The cascade maps output (r, c) to input pixels 2r..2r+11, 2c..2c+11 for every P-Net, stems alike:
+    changing a pixel moves exactly the outputs whose window holds it."""
+    torch.manual_seed(4)
+    model = create_model(name).eval()
+    x = torch.from_numpy(random_images((1, 3, 40, 40), seed=8))
+    y = x.clone()
+    y[0, :, 17, 22] = 255 - y[0, :, 17, 22]
+    with torch.no_grad():
+        changed = (model(x)[1] != model(y)[1]).any(1)[0].numpy()
+    rows, cols = np.arange(changed.shape[0]), np.arange(changed.shape[1])
+    inside = ((2 * rows <= 17) & (17 <= 2 * rows + 11))[:, None] & ((2 * cols <= 22) & (22 <= 2 * cols + 11))[None, :]
+    assert not (changed & ~inside).any()
+    assert changed[inside].mean() > 0.5  # random weights: nearly every window that holds the pixel moves
+
+
+def test_unknown_pnet_stem_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown P-Net stem"):
+        create_model("pnet", stem="dilated")

@@ -22,9 +22,9 @@ from openmtcnn.compress.prune import (
     widths,
 )
 from openmtcnn.data.store import SampleSet
-from openmtcnn.models import create_model, list_models
+from openmtcnn.models import create_model, list_models, model_spec
 
-PRUNABLE = [n for n in list_models() if "lite" not in n]
+PRUNABLE = [n for n in list_models() if not model_spec(n).kwargs.get("separable")]  # channel pruning: dense nets
 
 
 def inputs(net: nn.Module, n: int = 3, seed: int = 0) -> torch.Tensor:

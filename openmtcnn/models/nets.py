@@ -49,18 +49,28 @@ class Heads(nn.Module):
         return out + (self.landmarks(x),) if self.landmarks is not None else out
 
 
+def pnet_stem(cout: int, act: str, stem: str) -> list[nn.Module]:
+    """P-Net's first layer, 4 x 4 pixels at stride 2 either way (so the net keeps its 12 x 12 window):
+    "pool", as published, a 3 x 3 convolution then 2 x 2 max-pooling; "stride", one 4 x 4 convolution
+    at stride 2, a quarter of the multiply-adds. At an odd side "stride" drops the partial last window."""
+    if stem == "pool":
+        return [*conv_act(3, cout, 3, act), nn.MaxPool2d(2, 2, ceil_mode=True)]
+    if stem == "stride":
+        return [nn.Conv2d(3, cout, 4, stride=2), activation(act, cout)]
+    raise ValueError(f"unknown P-Net stem {stem!r}; expected 'pool' or 'stride'")
+
+
 class PNet(nn.Module):
     """Proposal net: fully convolutional, 12x12 receptive field, stride 2."""
 
     input_size = 12
 
     def __init__(self, channels: tuple[int, int, int] = (10, 16, 32), landmarks: bool = False,
-                 act: str = "prelu", separable: bool = False):
+                 act: str = "prelu", separable: bool = False, stem: str = "pool"):
         super().__init__()
         c1, c2, c3 = channels
         self.body = nn.Sequential(
-            *conv_act(3, c1, 3, act), nn.MaxPool2d(2, 2, ceil_mode=True),
-            *conv_act(c1, c2, 3, act, separable), *conv_act(c2, c3, 3, act, separable))
+            *pnet_stem(c1, act, stem), *conv_act(c1, c2, 3, act, separable), *conv_act(c2, c3, 3, act, separable))
         self.heads = Heads(c3, landmarks, conv=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
