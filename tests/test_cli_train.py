@@ -85,3 +85,15 @@ def test_data_random_gives_positives_and_parts_to_join(training_data, tmp_path):
                  "--limit", "3"]) == 0
     counts = SampleSet(tmp_path / "r" / "24").counts()
     assert counts["positive"] > 0 and counts["part"] > 0 and counts["negative"] == counts["landmark"] == 0
+
+
+def test_data_pnet_with_weights_mines_its_own_false_alarms(training_data, tmp_path):
+    from openmtcnn.data.store import SampleSet
+
+    assert main(["data", "pnet", "--weights", "published", "--wider", str(training_data / "widerface"),
+                 "--out", str(tmp_path / "h"), "--limit", "3"]) == 0
+    settings = json.loads((tmp_path / "h" / "12" / "manifest.json").read_text())["settings"]
+    assert settings["method"] == "hard" and settings["tag"] == "published:pnet"
+    counts = SampleSet(tmp_path / "h" / "12").counts()
+    assert counts["negative"] > 0 and counts["landmark"] == 0  # P-Net's candidates, labelled; no landmark list given
+    assert counts["negative"] <= 3 * (counts["positive"] + 3)  # per picture: at most 3 a positive (3 if none)

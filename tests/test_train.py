@@ -125,6 +125,8 @@ def test_bad_configs_are_value_errors():
         TrainConfig(stage="onet", task_weights=(1.0, 0.5))
     with pytest.raises(ValueError, match="task_weights"):
         TrainConfig(stage="onet", task_weights=(1.0, -0.5, 1.0))
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(stage="onet", precision="fp16")
 
 
 def test_task_weights_default_to_the_papers_and_weigh_the_trained_loss(tmp_path):
@@ -174,6 +176,21 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "history.json").read_text()) == h
     net = load_trained(tmp_path / "best.pt")
     assert net.heads.landmarks is not None  # P-Net trained with the paper's landmark head
+
+
+def test_bf16_training_learns_like_fp32_and_is_recorded(tmp_path):
+    """bfloat16 autocast only for the forward pass: the same first-step loss to bf16's precision, and it learns."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = TrainConfig(stage="rnet", epochs=4, batch_size=64, lr=3e-3, steps_per_epoch=8, seed=1, threads=1,
+                          precision=precision)
+        runs[precision] = train(ToySamples(size=24), tmp_path / precision, cfg, show_progress=False)["history"]
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert bf16[0]["train_loss"] == pytest.approx(fp32[0]["train_loss"], rel=0.05)
+    assert bf16[-1]["val_cls_accuracy"] > 0.9 and bf16[-1]["val_cls_loss"] < 0.5 * bf16[0]["val_cls_loss"]
+    assert torch.load(tmp_path / "bf16" / "best.pt", weights_only=True)["config"]["precision"] == "bf16"
+    state = torch.load(tmp_path / "bf16" / "best.pt", weights_only=True)["model"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
 
 
 def test_train_only_changes_just_the_named_parameters(tmp_path):

@@ -58,18 +58,20 @@ class Sources:
 
 
 def proposer(weights: str, stage: str, threads: int | None = None) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """Boxes the stages before ``stage`` pass on, for each of a list of pictures: P-Net's for R-Net data,
-    P-Net then R-Net's for O-Net data (the list's pictures shared among the detector's workers)."""
+    """Boxes ``stage``'s net is handed, for each of a list of pictures: P-Net's own candidates for P-Net
+    data (its false alarms as hard negatives) and for R-Net data, P-Net then R-Net's for O-Net data
+    (the list's pictures shared among the detector's workers)."""
     from openmtcnn import MTCNN
 
     detector = MTCNN(weights=weights, threads=threads, device="cpu")  # the same samples on every machine
-    until = {"rnet": "pnet", "onet": "rnet"}[stage]
+    until = {"pnet": "pnet", "rnet": "pnet", "onet": "rnet"}[stage]
     return lambda images: [c.boxes for c in detector.run(images, until=until)]
 
 
 def make_samples(stage: str, sources: Sources, out: str | Path, cfg: SampleConfig = SampleConfig(),
                  weights: str | None = None, random: bool = False, landmarks_only: bool = False) -> dict:
-    """One stage's sample set in ``out/<size>/``: random crops for P-Net, hard examples of ``weights``
+    """One stage's sample set in ``out/<size>/``: random crops for P-Net (or, given ``weights``, the
+    candidates of their P-Net: hard negatives to join with the random set), hard examples of ``weights``
     for R-Net and O-Net (``random``: jittered squares around the faces instead, to join with a mined set;
     ``landmarks_only``: only the landmark samples, e.g. to retrain a landmark head, without mining)."""
     cfg = replace(cfg, size=SIZES[stage])
@@ -79,7 +81,7 @@ def make_samples(stage: str, sources: Sources, out: str | Path, cfg: SampleConfi
             raise ValueError("landmarks_only needs the CNN_FacePoint root (landmarks)")
         return generate_random(sources.wider_txt(), sources.wider_images(), lm_list, lm_images, out,
                                replace(cfg, negatives=0, near=0, attempts=0))
-    if stage == "pnet":
+    if stage == "pnet" and weights is None:
         return generate_random(sources.wider_txt(), sources.wider_images(), lm_list, lm_images, out, cfg,
                                sources.extra())
     if random:  # positives and parts only

@@ -27,6 +27,7 @@ from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, TASK_WEIGHTS, mtcnn_l
 KINDS = (NEG, POS, PART, LANDMARK)
 STAGE_THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.7}
 DEFAULT_MODELS = {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)  # registry overrides, e.g. pruned channel widths
     init: str | None = None  # start from a weight set (name/folder) or a checkpoint (.pt) instead of random
     train_only: tuple[str, ...] = ()  # parameter name prefixes to train, the rest frozen (e.g. "heads.landmarks")
+    precision: str = "fp32"  # "bf16": forward passes in bfloat16 autocast (weights, losses, updates stay fp32)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -64,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"model {self.model!r} is not a {self.stage} variant")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if len(self.mix) != 4 or sum(self.mix) <= 0 or min(self.mix) < 0:
             raise ValueError(f"mix must be four non-negative ratios (neg, pos, part, landmark), got {self.mix}")
         if self.train_only:
@@ -266,7 +270,8 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
                 flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
                 shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
                 x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
-                outputs = model(x)
+                with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    outputs = tuple(o.float() for o in model(x))  # losses in fp32 either way
                 loss = mtcnn_loss(outputs, kind, box, lmk, cfg.task_weights, cfg.ohem_keep)
                 total = loss.total + extra_loss(x, outputs, kind) if extra_loss else loss.total
                 opt.zero_grad(set_to_none=True)
