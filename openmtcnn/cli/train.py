@@ -165,8 +165,8 @@ def register(groups) -> None:
     p.add_argument("--task-weights", type=float, nargs=3, metavar=("CLS", "BOX", "LMK"),
                    help="loss weights of the three tasks (default: the paper's, 1 0.5 0.5; O-Net 1 0.5 1)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: forward passes in bfloat16 autocast, weights and losses in fp32; about 1.7x the "
-                        "samples/s of R-Net and O-Net on CPUs with AMX or AVX-512 BF16 (docs/training.md)")
+                   help="bf16: forward passes in bfloat16 autocast, weights and losses in fp32; faster on CPUs "
+                        "with AMX, slower on some others (docs/training.md)")
     p.add_argument("--no-resume", action="store_true", help="start again even if OUT/last.pt exists")
     p.add_argument("--variant", help="model family to train (published, paper, lite, large-pnet, mcu; "
                    "default: the paper's nets with landmark heads)")
