@@ -93,16 +93,11 @@ def recipe(wider: str, run: str, landmarks: str = LANDMARKS) -> list[str]:
     return [step.format(W=wider, L=landmarks, R=run) for step in RECIPE]
 
 
-def run_steps(steps: list[str], out: str) -> None:
-    """Each ``openmtcnn`` command in turn (they resume), stopping at the first that fails."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for step in steps:
+def cmd_train(args: argparse.Namespace) -> None:
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for step in recipe(args.wider, args.out, args.landmarks):
         print(f"openmtcnn {step}", flush=True)
         subprocess.run([sys.executable, "-m", "openmtcnn.cli.main", *shlex.split(step)], check=True)
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    run_steps(recipe(args.wider, args.out, args.landmarks), args.out)
 
 
 def swapped_sets(weights: str, out: Path) -> dict[str, str]:

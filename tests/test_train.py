@@ -188,9 +188,9 @@ def test_bf16_training_learns_like_fp32_and_is_recorded(tmp_path):
     fp32, bf16 = runs["fp32"], runs["bf16"]
     assert bf16[0]["train_loss"] == pytest.approx(fp32[0]["train_loss"], rel=0.05)
     assert bf16[-1]["val_cls_accuracy"] > 0.9 and bf16[-1]["val_cls_loss"] < 0.5 * bf16[0]["val_cls_loss"]
-    assert torch.load(tmp_path / "bf16" / "best.pt", weights_only=True)["config"]["precision"] == "bf16"
-    state = torch.load(tmp_path / "bf16" / "best.pt", weights_only=True)["model"]
-    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    checkpoint = torch.load(tmp_path / "bf16" / "best.pt", weights_only=True)
+    assert checkpoint["config"]["precision"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in checkpoint["model"].values() if v.is_floating_point())
 
 
 def test_train_only_changes_just_the_named_parameters(tmp_path):
