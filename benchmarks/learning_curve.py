@@ -9,7 +9,7 @@
 
 Subsets are nested: the 958 pictures of ``--base`` first, then the others in an order fixed by
 ``--seed``, so every larger set holds every smaller one. ``train`` runs ``RECIPE`` (the recipe of the
-``trained`` weights before their longer R-Net and O-Net schedules) on a root; every step resumes. ``evaluate`` writes
+``trained`` weights before their longer O-Net schedule) on a root; every step resumes. ``evaluate`` writes
 ``OUT/curve.json``: AP of the trained cascade at the defaults, and with one stage at a time taken
 from the published nets (which stage holds it back). ``plot`` draws AP against pictures (log
 scale) with the published AP as lines, fits AP = a + b log10(pictures) per setting and says what
@@ -30,7 +30,7 @@ FULL_WIDER_TRAIN = 12880
 PUBLISHED_AP = {"easy": 0.8670, "medium": 0.8283, "hard": 0.5457}  # README, defaults, same val subset
 LANDMARKS = "../shared/data/cnn_facepoint"
 
-# The recipe the curve was measured with (`trained` before its longer R-Net and O-Net schedules, see
+# The recipe the curve was measured with (`trained` before its longer O-Net schedule, see
 # docs/training.md), step by step ({W}: WIDER root, {L}: CNN_FacePoint root,
 # {R}: run folder). R-Net and O-Net learn from mined crops plus jittered squares around the faces; O-Net
 # also from landmark samples cut in WIDER's frame, its landmark loss weighted 3, and its landmark head
