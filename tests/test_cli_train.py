@@ -29,6 +29,10 @@ def test_usage_errors(tmp_path, capsys):
     assert "--landmark-boxes needs --landmarks" in capsys.readouterr().err
     assert main(["data", "onet", "--neg-ratio", "0", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "--neg-ratio must be > 0" in capsys.readouterr().err
+    assert main(["data", "rnet", "--random", "--min-face", "0", "--wider", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--min-face must be > 0" in capsys.readouterr().err
+    assert main(["train", "all", "--wider", str(tmp_path), "--out", str(tmp_path / "o"), "--blur", "1.5"]) == 1
+    assert "blur must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_data_rnet_needs_weights(training_data, tmp_path, capsys):
@@ -46,7 +50,7 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(training_data, tmp_path, as
     code = main(["train", "all", "--wider", str(training_data / "widerface"), "--landmarks", str(training_data / "cnn_facepoint"),
                  "--out", str(out), "--limit", "12", "--epochs", "1", "2", "1", "--steps", "3", "--batch-size", "32",
                  "--threads", "1", "--random", "--landmark-boxes", "--mix", "3", "2", "1", "2",
-                 "--landmark-frame", "wider", "--neg-ratio", "5"])
+                 "--landmark-frame", "wider", "--neg-ratio", "5", "--min-face", "16", "--blur", "0.3"])
     assert code == 0
     report = json.loads((out / "pipeline.json").read_text())
     assert list(report) == ["pnet", "rnet", "onet"]
@@ -59,9 +63,11 @@ def test_train_all_runs_end_to_end_on_a_few_pictures(training_data, tmp_path, as
         settings = json.loads((out / "samples" / str(size) / "manifest.json").read_text())["settings"]
         assert settings["landmark_frame"] == "wider"
         assert size == 12 or settings["neg_ratio"] == 5.0  # the mined sets keep up to 5 negatives a positive
+        assert settings.get("min_face", settings.get("crops", {}).get("min_face")) == 16.0
     assert manifest(out / "weights")["models"] == {"pnet": "pnet-lmk", "rnet": "rnet-lmk", "onet": "onet"}
     for stage, epochs in (("pnet", 1), ("rnet", 2), ("onet", 1)):
-        assert torch.load(out / stage / "best.pt", weights_only=True)["config"]["mix"] == [3, 2, 1, 2]
+        config = torch.load(out / stage / "best.pt", weights_only=True)["config"]
+        assert config["mix"] == [3, 2, 1, 2] and config["blur"] == 0.3
         assert len(json.loads((out / stage / "history.json").read_text())) == epochs
     d = MTCNN(weights=str(out / "weights")).detect(astronaut)  # barely trained, but a working detector
     assert d.boxes.shape[1:] == (4,) and d.landmarks.shape[1:] == (5, 2)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from openmtcnn.train.loss import LANDMARK, NEG, PART, POS, mtcnn_loss, ohem_cross_entropy
-from openmtcnn.train.trainer import TrainConfig, epoch_batches, split_indices, to_tensors, train
+from openmtcnn.train.trainer import (TrainConfig, blur_sides, epoch_batches, resample, split_indices, to_tensors,
+                                     train)
 from openmtcnn.weights.trained import load_trained
 
 
@@ -119,6 +120,8 @@ def test_bad_configs_are_value_errors():
         TrainConfig(stage="pnet", mix=(1, 1))
     with pytest.raises(ValueError):
         TrainConfig(stage="pnet", jitter=1.5)
+    with pytest.raises(ValueError, match="blur"):
+        TrainConfig(stage="rnet", blur=-0.1)
     with pytest.raises(ValueError, match="names no parameter"):
         TrainConfig(stage="onet", train_only=("heads.landmark",))
     with pytest.raises(ValueError, match="task_weights"):
@@ -163,6 +166,25 @@ def test_flip_mirrors_faces_and_offsets_and_shade_changes_only_pixels():
     assert (y[0] == 255).all() and (y[1] == 127.5).all() and y.min() >= 0 and y.max() <= 255
     assert torch.equal(y[3], (same[3] - 10).clamp(0, 255)) and torch.equal(y[4], same[4])
     assert torch.equal(k2, k) and torch.equal(b2.nan_to_num(), torch.from_numpy(box).nan_to_num())
+
+
+def test_blur_resamples_only_the_samples_drawn_and_keeps_their_labels():
+    sides = blur_sides(np.random.default_rng(5), 2000, 24, 0.3)
+    assert np.array_equal(sides, blur_sides(np.random.default_rng(5), 2000, 24, 0.3))  # the same draw for a seed
+    low = sides < 24
+    assert 0.25 < low.mean() < 0.35 and sides[low].min() >= 10 and sides[low].max() <= 23
+    assert blur_sides(np.random.default_rng(5), 8, 24, 0.0) is None
+    x = torch.zeros(3, 3, 24, 24)
+    x[:, :, ::2] = 255.0  # one-pixel stripes: what shrinking to a small face's size wipes out
+    y = resample(x, np.array([24, 12, 11]))
+    assert torch.equal(y[0], x[0])
+    assert (y[1] - 127.5).abs().max() < 1 and (y[2] - 127.5).abs().max() < 60  # blurred to grey, or nearly
+    samples = ToySamples(n=6, size=24)
+    batch = samples[np.arange(6)]
+    x0, k0, b0, l0 = to_tensors(batch, torch.device("cpu"))
+    x1, k1, b1, l1 = to_tensors(batch, torch.device("cpu"), sides=np.array([24, 10, 24, 16, 24, 24]))
+    assert torch.equal(x1[[0, 2, 4, 5]], x0[[0, 2, 4, 5]]) and not torch.equal(x1[1], x0[1])
+    assert torch.equal(k1, k0) and torch.equal(b1.nan_to_num(), b0.nan_to_num())
 
 
 def test_tiny_training_lowers_the_loss(tmp_path):
@@ -224,7 +246,7 @@ class KilledAfter(ToySamples):
 
 @pytest.mark.parametrize("stage, size, model_kwargs", [("rnet", 24, {}), ("onet", 48, {"dropout": 0.25})])
 def test_resume_continues_where_it_stopped(tmp_path, stage, size, model_kwargs):
-    kw = dict(stage=stage, epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1, jitter=0.2,
+    kw = dict(stage=stage, epochs=3, batch_size=48, steps_per_epoch=3, seed=3, threads=1, jitter=0.2, blur=0.3,
               model_kwargs=model_kwargs)
     train(ToySamples(n=480, size=size, seed=2), tmp_path / "a", TrainConfig(**kw), show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # 3 train + 1 validation reads per epoch: dies inside epoch 3

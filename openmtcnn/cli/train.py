@@ -14,8 +14,6 @@ def sources(args: argparse.Namespace):
     """The training data the command names (UsageError when a folder is not what it should be)."""
     from openmtcnn.train.pipeline import Sources
 
-    if not args.neg_ratio > 0:
-        raise UsageError(f"--neg-ratio must be > 0, got {args.neg_ratio}")
     if args.landmark_boxes and args.landmarks is None:
         raise UsageError("--landmark-boxes needs --landmarks (the CNN_FacePoint root)")
     try:
@@ -29,8 +27,12 @@ def sample_config(args: argparse.Namespace):
     """How samples are made, from the command line."""
     from openmtcnn.data import SampleConfig
 
+    if not args.neg_ratio > 0:
+        raise UsageError(f"--neg-ratio must be > 0, got {args.neg_ratio}")
+    if not args.min_face > 0:
+        raise UsageError(f"--min-face must be > 0, got {args.min_face}")
     return SampleConfig(seed=args.seed, limit=args.limit, workers=args.workers, neg_ratio=args.neg_ratio,
-                        landmark_frame=args.landmark_frame)
+                        landmark_frame=args.landmark_frame, min_face=args.min_face)
 
 
 def train_config(stage: str, args: argparse.Namespace):
@@ -40,7 +42,7 @@ def train_config(stage: str, args: argparse.Namespace):
     return TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
                        batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps, seed=args.seed,
                        device=args.device, threads=args.threads, init=args.init, jitter=args.jitter,
-                       mix=tuple(args.mix), train_only=tuple(args.train_only or ()), task_weights=args.task_weights,
+                       blur=args.blur, mix=tuple(args.mix), train_only=tuple(args.train_only or ()), task_weights=args.task_weights,
                        precision=args.precision)
 
 
@@ -77,12 +79,13 @@ def stage_model(stage: str, args: argparse.Namespace) -> str | None:
 def cmd_data(args: argparse.Namespace) -> int:
     from openmtcnn.train.pipeline import make_samples
 
+    cfg = sample_config(args)  # bad settings first, before the folders are read
     data = sources(args)
     if args.landmarks_only and args.landmarks is None:
         raise UsageError("--landmarks-only needs --landmarks (the CNN_FacePoint root)")
     if args.stage != "pnet" and not (args.random or args.landmarks_only) and args.weights is None:
         raise UsageError(f"{args.stage} samples are mined with trained earlier stages: pass --weights")
-    summary = make_samples(args.stage, data, Path(args.out), sample_config(args), args.weights, random=args.random,
+    summary = make_samples(args.stage, data, Path(args.out), cfg, args.weights, random=args.random,
                            landmarks_only=args.landmarks_only)
     print(json.dumps({k: v for k, v in summary.items() if k in ("counts", "shards", "bytes", "seconds")}))
     return 0
@@ -96,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     configs = {stage: train_config(stage, args) for stage in (SIZES if args.stage == "all" else [args.stage])}
     extra = distillation(args)  # bad settings above fail now, not after an hour of sample generation
     if args.stage == "all":
-        cfg = PipelineConfig(sources(args), sample_config(args), configs, random=args.random)
+        samples = sample_config(args)
+        cfg = PipelineConfig(sources(args), samples, configs, random=args.random)
         train_all(cfg, Path(args.out), resume=not args.no_resume, extra_loss=extra)
         print(f"weight set: {Path(args.out) / 'weights'} (use MTCNN(weights='{Path(args.out) / 'weights'}'))")
         return 0
@@ -127,6 +131,9 @@ def register(groups) -> None:
         p.add_argument("--neg-ratio", type=float, default=3.0,
                        help="rnet/onet mining: negatives kept per picture, at most this many times its positives "
                             "(default 3)")
+        p.add_argument("--min-face", type=float, default=20.0,
+                       help="faces with a shorter longer side (pixels) are neither cropped around nor taught as "
+                            "positives or parts; their crops are left out (default 20)")
         p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)
@@ -160,6 +167,9 @@ def register(groups) -> None:
     p.add_argument("--jitter", type=float, default=0.0,
                    help="photometric augmentation: contrast and brightness changed by up to this fraction "
                         "(e.g. 0.2; default 0, off)")
+    p.add_argument("--blur", type=float, default=0.0,
+                   help="fraction of samples (0-1) shrunk to 40-99%% of the crop side and enlarged back, the "
+                        "blur of small faces the cascade enlarges (default 0, off)")
     p.add_argument("--mix", type=int, nargs=4, default=[3, 1, 1, 2], metavar=("NEG", "POS", "PART", "LMK"),
                    help="samples of each kind per batch, as ratios (default 3 1 1 2)")
     p.add_argument("--task-weights", type=float, nargs=3, metavar=("CLS", "BOX", "LMK"),

@@ -45,6 +45,7 @@ class TrainConfig:
     task_weights: tuple[float, float, float] | None = None  # cls, box, landmarks; default: the paper's for the stage
     flip: bool = True  # mirror face/box samples at random (landmark samples were augmented already)
     jitter: float = 0.0  # photometric: contrast x U(1-j, 1+j), brightness + U(-j, j) * 128 per sample (0: off)
+    blur: float = 0.0  # fraction of samples shrunk to 40-100% of their side and enlarged back (small faces' blur)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -66,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"model {self.model!r} is not a {self.stage} variant")
         if not 0 <= self.jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+        if not 0 <= self.blur <= 1:
+            raise ValueError(f"blur must be in [0, 1], got {self.blur}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if len(self.mix) != 4 or sum(self.mix) <= 0 or min(self.mix) < 0:
@@ -100,12 +103,33 @@ def epoch_batches(train: dict, cfg: TrainConfig, epoch: int, rank: int = 0) -> l
             for s in range(steps)]
 
 
+def blur_sides(rng: np.random.Generator, n: int, size: int, fraction: float) -> np.ndarray | None:
+    """Per sample, the side to resample it through: a ``fraction`` of them 40-99% of ``size``, the rest ``size``."""
+    if not fraction:
+        return None
+    low = rng.integers(math.ceil(0.4 * size), size, n)
+    return np.where(rng.random(n) < fraction, low, size)
+
+
+def resample(x: torch.Tensor, sides: np.ndarray) -> torch.Tensor:
+    """Samples shrunk to side x side (area means) and enlarged back (bilinear), as the cascade's
+    resampler enlarges a small face to the crop; samples whose side is the crop's stay as they are."""
+    size = x.shape[-1]
+    out = x.clone()
+    for side in np.unique(sides[sides < size]):
+        m = torch.from_numpy(np.flatnonzero(sides == side)).to(x.device)
+        small = torch.nn.functional.interpolate(x[m], size=(int(side), int(side)), mode="area")
+        out[m] = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    return out
+
+
 def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.ndarray | None = None,
-               shade: np.ndarray | None = None):
+               shade: np.ndarray | None = None, sides: np.ndarray | None = None):
     """Samples as float tensors: NCHW images in 0-255, kinds, box and landmark targets.
 
     ``flip`` (N,) mirrors face/box samples; ``shade`` (N, 2) scales contrast about mid-grey and
-    shifts brightness per sample (labels unchanged), clipped to 0-255.
+    shifts brightness per sample (labels unchanged), clipped to 0-255; ``sides`` (N,) blurs
+    samples by ``resample`` (labels unchanged: the targets are in units of the crop).
     """
     images, kind, box, landmarks = (np.array(a) for a in batch)
     if flip is not None and flip.any():
@@ -114,7 +138,9 @@ def to_tensors(batch: tuple[np.ndarray, ...], device: torch.device, flip: np.nda
         box[f] = np.stack([-box[f, 2], box[f, 1], -box[f, 0], box[f, 3]], axis=1)  # mirrored offsets
     # NHWC samples viewed as NCHW are channels-last tensors: the layout oneDNN trains fastest (~1.6x on O-Net)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device).float()
-    if shade is not None:  # on the device, like the net
+    if sides is not None:  # on the device, like the net
+        x = resample(x, sides)
+    if shade is not None:
         contrast, shift = torch.from_numpy(shade.astype(np.float32)).to(device).T[:, :, None, None, None]
         x = ((x - 127.5) * contrast + 127.5 + shift).clamp_(0, 255)
     return (x, torch.from_numpy(kind.astype(np.int64)).to(device),
@@ -264,12 +290,15 @@ def train(samples, out_dir: str | Path, cfg: TrainConfig, resume: bool = True, s
             batches = epoch_batches(train_idx, cfg, epoch, rank)
             flips = np.random.default_rng([cfg.seed, epoch, rank, 1])
             shades = np.random.default_rng([cfg.seed, epoch, rank, 2])
+            blurs = np.random.default_rng([cfg.seed, epoch, rank, 3])
             sums = np.zeros(4)
             desc = f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}"
             for idx in progress(batches, desc=desc, enable=show_progress and rank == 0):
                 flip = flips.random(len(idx)) < 0.5 if cfg.flip else None
                 shade = shades.uniform(-cfg.jitter, cfg.jitter, (len(idx), 2)) * [1, 128] + [1, 0] if cfg.jitter else None
-                x, kind, box, lmk = to_tensors(samples[idx], device, flip, shade)
+                batch = samples[idx]
+                sides = blur_sides(blurs, len(idx), batch[0].shape[1], cfg.blur)
+                x, kind, box, lmk = to_tensors(batch, device, flip, shade, sides)
                 with torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
                     outputs = tuple(o.float() for o in model(x))  # losses in fp32 either way
                 loss = mtcnn_loss(outputs, kind, box, lmk, cfg.task_weights, cfg.ohem_keep)
