@@ -42,8 +42,8 @@ def train_config(stage: str, args: argparse.Namespace):
     return TrainConfig(stage=stage, model=stage_model(stage, args), epochs=stage_epochs(stage, args),
                        batch_size=args.batch_size, lr=args.lr, steps_per_epoch=args.steps, seed=args.seed,
                        device=args.device, threads=args.threads, init=args.init, jitter=args.jitter,
-                       blur=args.blur, mix=tuple(args.mix), train_only=tuple(args.train_only or ()), task_weights=args.task_weights,
-                       precision=args.precision)
+                       blur=args.blur, mix=tuple(args.mix), train_only=tuple(args.train_only or ()),
+                       task_weights=args.task_weights, precision=args.precision)
 
 
 def distillation(args: argparse.Namespace):
@@ -99,8 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     configs = {stage: train_config(stage, args) for stage in (SIZES if args.stage == "all" else [args.stage])}
     extra = distillation(args)  # bad settings above fail now, not after an hour of sample generation
     if args.stage == "all":
-        samples = sample_config(args)
-        cfg = PipelineConfig(sources(args), samples, configs, random=args.random)
+        cfg = PipelineConfig(sources(args), sample_config(args), configs, random=args.random)
         train_all(cfg, Path(args.out), resume=not args.no_resume, extra_loss=extra)
         print(f"weight set: {Path(args.out) / 'weights'} (use MTCNN(weights='{Path(args.out) / 'weights'}'))")
         return 0
@@ -132,8 +131,8 @@ def register(groups) -> None:
                        help="rnet/onet mining: negatives kept per picture, at most this many times its positives "
                             "(default 3)")
         p.add_argument("--min-face", type=float, default=20.0,
-                       help="faces with a shorter longer side (pixels) are neither cropped around nor taught as "
-                            "positives or parts; their crops are left out (default 20)")
+                       help="faces whose longer side is under this many pixels are neither cropped around nor "
+                            "taught as positives or parts (default 20)")
         p.add_argument("--limit", type=int, help="use only the first N pictures of each list (quick runs)")
         p.add_argument("--workers", type=int, default=2, help="processes for sample generation (default 2)")
         p.add_argument("--seed", type=int, default=0)

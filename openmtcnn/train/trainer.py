@@ -45,7 +45,7 @@ class TrainConfig:
     task_weights: tuple[float, float, float] | None = None  # cls, box, landmarks; default: the paper's for the stage
     flip: bool = True  # mirror face/box samples at random (landmark samples were augmented already)
     jitter: float = 0.0  # photometric: contrast x U(1-j, 1+j), brightness + U(-j, j) * 128 per sample (0: off)
-    blur: float = 0.0  # fraction of samples shrunk to 40-100% of their side and enlarged back (small faces' blur)
+    blur: float = 0.0  # fraction of samples shrunk to 40-99% of their side and enlarged back (small faces' blur)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
