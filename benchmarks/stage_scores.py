@@ -23,16 +23,16 @@ import torch
 from openmtcnn.data import SampleSet
 from openmtcnn.runtime.torch import load_net
 from openmtcnn.train.loss import NEG, POS
-from openmtcnn.train.trainer import split_indices
+from openmtcnn.train.trainer import TrainConfig, split_indices, to_tensors
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
 
 def face_probability(net: torch.nn.Module, samples: SampleSet, idx: np.ndarray, batch: int = 2048) -> np.ndarray:
-    """The net's face probability of each sample (crops as stored, 0-255, as the trainer feeds them)."""
+    """The net's face probability of each sample, fed as the trainer feeds it (``to_tensors``)."""
     out = []
     for i in range(0, len(idx), batch):
-        x = torch.from_numpy(np.ascontiguousarray(samples[idx[i:i + batch]][0])).permute(0, 3, 1, 2).float()
+        x = to_tensors(samples[idx[i:i + batch]], torch.device("cpu"))[0]
         with torch.no_grad():
             out.append(torch.softmax(net(x)[0].flatten(1), 1)[:, 1].numpy())
     return np.concatenate(out) if out else np.zeros(0)
@@ -59,8 +59,8 @@ def main() -> None:
         samples = SampleSet(Path(folder))
         by_kind = samples.indices_by_kind()
         whole = folder in args.all
-        if not whole:  # the trainer's held-out split (seed 0, 5%)
-            by_kind = split_indices(by_kind, 0.05, 0)[1]
+        if not whole:  # the trainer's held-out split, at its default fraction and seed
+            by_kind = split_indices(by_kind, TrainConfig.val_fraction, TrainConfig.seed)[1]
         for w, net in nets.items():
             pos = face_probability(net, samples, by_kind[POS][:args.per_kind])
             neg = face_probability(net, samples, by_kind[NEG][:args.per_kind])
